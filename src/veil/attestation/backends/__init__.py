@@ -1,0 +1,1 @@
+"""TEE backends: verifiers (pure) and evidence issuers (which touch devices and files)."""
