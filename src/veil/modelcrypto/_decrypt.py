@@ -73,7 +73,16 @@ def open_buffer(
     cipher = SegmentCipher(key, _header(data), associated_data)
     out = bytearray(layout.plaintext_size(size))
     with _pool(count) as pool:
-        _open_batch(cipher, layout, data, 0, range(count), size, memoryview(out), pool)
+        _open_batch(
+            cipher,
+            data,
+            layout=layout,
+            chunk_offset=0,
+            indices=range(count),
+            size=size,
+            out=memoryview(out),
+            pool=pool,
+        )
     return out
 
 
@@ -103,15 +112,25 @@ def open_stream(
             if _read_into(src, chunk) != len(chunk):
                 out[:] = bytes(len(out))
                 raise IntegrityError("model ciphertext is truncated: the file shrank while read.")
-            _open_batch(cipher, layout, chunk, position, batch, size, memoryview(out), pool)
+            _open_batch(
+                cipher,
+                chunk,
+                layout=layout,
+                chunk_offset=position,
+                indices=batch,
+                size=size,
+                out=memoryview(out),
+                pool=pool,
+            )
             position = end
     return out
 
 
 def _open_batch(
     cipher: SegmentCipher,
-    layout: SegmentLayout,
     chunk: memoryview,
+    *,
+    layout: SegmentLayout,
     chunk_offset: int,
     indices: range,
     size: int,
@@ -122,7 +141,7 @@ def _open_batch(
 
     Failures are reported for the lowest failing segment; ``out`` is zeroed before raising.
     """
-    count = layout.segment_count(size)  # cheap arithmetic; keeps the signature honest
+    count = layout.segment_count(size)  # arithmetic on the length, already validated
 
     def open_one(index: int) -> None:
         start, end = layout.ciphertext_span(index, size)

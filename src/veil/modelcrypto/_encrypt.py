@@ -25,12 +25,16 @@ def encrypt_stream(src: BinaryIO, dst: BinaryIO, *, key: bytes, associated_data:
     Memory stays at about two segments (2 MiB) whatever the model size. ``associated_data`` is
     bound to the ciphertext (use :func:`model_associated_data`); decryption needs the same value.
     """
-    return seal_stream(src, dst, key=key, associated_data=associated_data, segment_size=SEGMENT_SIZE)
+    return seal_stream(
+        src, dst, key=key, associated_data=associated_data, segment_size=SEGMENT_SIZE
+    )
 
 
 def encrypt_bytes(plaintext: Buffer, *, key: bytes, associated_data: bytes) -> bytes:
     """Encrypt ``plaintext`` held in memory; return the whole ciphertext."""
-    return seal_buffer(plaintext, key=key, associated_data=associated_data, segment_size=SEGMENT_SIZE)
+    return seal_buffer(
+        plaintext, key=key, associated_data=associated_data, segment_size=SEGMENT_SIZE
+    )
 
 
 def seal_stream(

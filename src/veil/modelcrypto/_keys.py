@@ -53,7 +53,8 @@ def load_key(data: bytes) -> bytes:
 
     Accepted: exactly 32 raw bytes; 64 hex digits; base64 of 32 bytes; or a cleartext Tink JSON
     keyset holding one enabled ``AesGcmHkdfStreamingKey`` with 1 MiB segments, HKDF-SHA256 and
-    a 32-byte derived key. Anything else raises ConfigurationError (which never echoes the file).
+    a 32-byte derived key. A file of exactly 32 bytes is always taken as a raw key. Anything
+    else raises ConfigurationError, whose message never echoes the file.
     """
     if len(data) == KEY_SIZE:
         return bytes(data)

@@ -1,0 +1,1 @@
+"""The coordinator: veil's control plane (manifest, attestation of marbles, PKI, secrets)."""

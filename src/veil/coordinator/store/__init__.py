@@ -1,0 +1,15 @@
+"""Coordinator state stores: a key/value interface with atomic transactions, sealed at rest."""
+
+from veil.coordinator.store._base import Store, Transaction
+from veil.coordinator.store._memory import MemoryStore
+from veil.coordinator.store._sealing import DataKeySealer, open_data_key
+from veil.coordinator.store._sqlite import SealedSQLiteStore
+
+__all__ = [
+    "DataKeySealer",
+    "MemoryStore",
+    "SealedSQLiteStore",
+    "Store",
+    "Transaction",
+    "open_data_key",
+]

@@ -1,0 +1,16 @@
+"""The confidential inference server: TF Serving-compatible REST and gRPC, plus KServe v2 REST.
+
+Models are ONNX files under ``<base_path>/<version>/``; encrypted ones (``model.onnx.veil``,
+made with :mod:`veil.modelcrypto`) are decrypted into memory only, once their key arrives::
+
+    server = InferenceServer(ServingConfig(models=(ModelConfig("mnist", "/models/mnist"),)))
+    await server.start()
+    server.set_model_key("mnist", key)
+    await server.wait_loaded("mnist", timeout=60)
+    await server.serve_forever()
+"""
+
+from veil.serving._config import ModelConfig, ServingConfig, TLSMaterial
+from veil.serving._server import InferenceServer
+
+__all__ = ["InferenceServer", "ModelConfig", "ServingConfig", "TLSMaterial"]
