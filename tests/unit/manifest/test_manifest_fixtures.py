@@ -49,7 +49,10 @@ def test_valid_sample_manifests_parse(fixtures_dir: Path, name: str) -> None:
 def test_debug_placeholders_are_kept_verbatim(fixtures_dir: Path) -> None:
     """A Debug package keeps its non-hex UniqueID placeholder, as MarbleRun does."""
     manifest = Manifest.from_json((fixtures_dir / "helloworld_manifest.json").read_bytes())
-    assert manifest.packages["world"].unique_id == "<replace with mrenclave obtained by `ego uniqueid hello`>"
+    assert (
+        manifest.packages["world"].unique_id
+        == "<replace with mrenclave obtained by `ego uniqueid hello`>"
+    )
 
 
 def test_redis_sample_uses_signer_identity(fixtures_dir: Path) -> None:
@@ -68,7 +71,7 @@ def test_estore_sample_has_feature_gate(fixtures_dir: Path) -> None:
 
 
 def test_tensorflow_demo_needs_a_real_certificate(fixtures_dir: Path) -> None:
-    """The tensorflow demo is rejected while Users.tf-admin.Certificate is the USER_CERT placeholder."""
+    """The tensorflow demo is rejected while tf-admin's Certificate is the USER_CERT placeholder."""
     with pytest.raises(ManifestError) as info:
         Manifest.from_json((fixtures_dir / "marblerun-tensorflow-demo_manifest.json").read_bytes())
     assert info.value.path == "Users.tf-admin.Certificate"
@@ -100,7 +103,7 @@ def test_pfkey_body_is_not_a_manifest(fixtures_dir: Path) -> None:
 def test_sample_manifest_is_invalid_for_each_readme_reason(
     fixtures_dir: Path, make_cert: Callable[[str], tuple[str, bytes]]
 ) -> None:
-    """samples/sample-manifest.json fails on its non-PEM users and on WriteSecret for generated secrets."""
+    """sample-manifest.json fails on non-PEM users and on WriteSecret for generated secrets."""
     doc: dict[str, Any] = json.loads((fixtures_dir / "samples_sample-manifest.json").read_text())
 
     def error_path() -> str:

@@ -83,14 +83,18 @@ def _tls(doc: Doc, **fields: object) -> None:
 PACKAGE_CASES = [
     pytest.param(lambda d: d.update(Packages={}), "Packages", id="no-packages"),
     pytest.param(lambda d: d.update(Marbles={}), "Marbles", id="no-marbles"),
-    pytest.param(lambda d: _marble(d).update(Package="nope"), "Marbles.m.Package", id="undefined-package"),
-    pytest.param(lambda d: _marble(d).pop("Package"), "Marbles.m.Package", id="marble-without-package"),
+    pytest.param(
+        lambda d: _marble(d).update(Package="nope"), "Marbles.m.Package", id="undefined-package"
+    ),
+    pytest.param(
+        lambda d: _marble(d).pop("Package"), "Marbles.m.Package", id="marble-without-package"
+    ),
     pytest.param(
         lambda d: _pkg(d, UniqueID=UNIQUE_ID, SignerID=SIGNER_ID),
         "Packages.pkg.UniqueID",
         id="unique-and-signer",
     ),
-    pytest.param(lambda d: _pkg(d), "Packages.pkg.SignerID", id="no-identity"),
+    pytest.param(_pkg, "Packages.pkg.SignerID", id="no-identity"),
     pytest.param(
         lambda d: _pkg(d, SignerID=SIGNER_ID, SecurityVersion=1),
         "Packages.pkg.ProductID",
@@ -101,7 +105,9 @@ PACKAGE_CASES = [
         "Packages.pkg.SecurityVersion",
         id="signer-without-svn",
     ),
-    pytest.param(lambda d: _pkg(d, UniqueID="<mrenclave>"), "Packages.pkg.UniqueID", id="placeholder"),
+    pytest.param(
+        lambda d: _pkg(d, UniqueID="<mrenclave>"), "Packages.pkg.UniqueID", id="placeholder"
+    ),
     pytest.param(lambda d: _pkg(d, UniqueID="ab" * 31), "Packages.pkg.UniqueID", id="short-hex"),
     pytest.param(
         lambda d: _pkg(d, SignerID="zz" * 32, ProductID=1, SecurityVersion=1),
@@ -124,7 +130,9 @@ PACKAGE_CASES = [
         id="product-as-float",
     ),
     pytest.param(
-        lambda d: _pkg(d, UniqueID=UNIQUE_ID, Debug="yes"), "Packages.pkg.Debug", id="debug-not-bool"
+        lambda d: _pkg(d, UniqueID=UNIQUE_ID, Debug="yes"),
+        "Packages.pkg.Debug",
+        id="debug-not-bool",
     ),
     pytest.param(
         lambda d: _pkg(d, UniqueID=UNIQUE_ID, AcceptedTCBStatuses=["Revoked"]),
@@ -136,8 +144,12 @@ PACKAGE_CASES = [
         "Packages.pkg.AcceptedAdvisories[0]",
         id="empty-advisory",
     ),
-    pytest.param(lambda d: _pkg(d, UniqueID=UNIQUE_ID, TEE="sgx2"), "Packages.pkg.TEE", id="unknown-tee"),
-    pytest.param(lambda d: _pkg(d, UniqueID=UNIQUE_ID, Foo=1), "Packages.pkg.Foo", id="unknown-field"),
+    pytest.param(
+        lambda d: _pkg(d, UniqueID=UNIQUE_ID, TEE="sgx2"), "Packages.pkg.TEE", id="unknown-tee"
+    ),
+    pytest.param(
+        lambda d: _pkg(d, UniqueID=UNIQUE_ID, Foo=1), "Packages.pkg.Foo", id="unknown-field"
+    ),
     pytest.param(
         lambda d: _pkg(d, UniqueID=UNIQUE_ID, uniqueid=UNIQUE_ID),
         "Packages.pkg.uniqueid",
@@ -148,9 +160,13 @@ PACKAGE_CASES = [
 ]
 
 MARBLE_CASES = [
-    pytest.param(lambda d: _marble(d).update(TLS=["web"]), "Marbles.m.TLS[0]", id="undefined-tls-tag"),
     pytest.param(
-        lambda d: _marble(d).update(MaxActivations=-1), "Marbles.m.MaxActivations", id="negative-max"
+        lambda d: _marble(d).update(TLS=["web"]), "Marbles.m.TLS[0]", id="undefined-tls-tag"
+    ),
+    pytest.param(
+        lambda d: _marble(d).update(MaxActivations=-1),
+        "Marbles.m.MaxActivations",
+        id="negative-max",
     ),
     pytest.param(
         lambda d: _params(d).update(Env={"X": {"Data": "AA==", "Encoding": "base64"}}),
@@ -176,7 +192,9 @@ MARBLE_CASES = [
         id="bad-hex",
     ),
     pytest.param(
-        lambda d: _params(d).update(Files={"/a": 5}), "Marbles.m.Parameters.Files./a", id="file-number"
+        lambda d: _params(d).update(Files={"/a": 5}),
+        "Marbles.m.Parameters.Files./a",
+        id="file-number",
     ),
     pytest.param(
         lambda d: _params(d).update(Files={"/a": {"Data": "x", "Mode": 420}}),
@@ -207,16 +225,24 @@ MARBLE_CASES = [
 SECRET_CASES = [
     pytest.param(lambda d: _secret(d, Type="aes"), "Secrets.s.Type", id="unknown-type"),
     pytest.param(lambda d: _secret(d, Size=128), "Secrets.s.Type", id="missing-type"),
-    pytest.param(lambda d: _secret(d, Type="symmetric-key"), "Secrets.s.Size", id="symmetric-no-size"),
     pytest.param(
-        lambda d: _secret(d, Type="symmetric-key", Size=12), "Secrets.s.Size", id="symmetric-odd-size"
+        lambda d: _secret(d, Type="symmetric-key"), "Secrets.s.Size", id="symmetric-no-size"
     ),
-    pytest.param(lambda d: _secret(d, Type="cert-ecdsa", Size=255), "Secrets.s.Size", id="ecdsa-size"),
+    pytest.param(
+        lambda d: _secret(d, Type="symmetric-key", Size=12),
+        "Secrets.s.Size",
+        id="symmetric-odd-size",
+    ),
+    pytest.param(
+        lambda d: _secret(d, Type="cert-ecdsa", Size=255), "Secrets.s.Size", id="ecdsa-size"
+    ),
     pytest.param(lambda d: _secret(d, Type="cert-ecdsa"), "Secrets.s.Size", id="ecdsa-no-size"),
     pytest.param(
         lambda d: _secret(d, Type="cert-ed25519", Size=256), "Secrets.s.Size", id="ed25519-size"
     ),
-    pytest.param(lambda d: _secret(d, Type="cert-rsa", Size=1024), "Secrets.s.Size", id="rsa-small"),
+    pytest.param(
+        lambda d: _secret(d, Type="cert-rsa", Size=1024), "Secrets.s.Size", id="rsa-small"
+    ),
     pytest.param(
         lambda d: _secret(
             d, Type="cert-rsa", Size=2048, ValidFor=7, Cert={"NotAfter": "2030-01-01T00:00:00Z"}
@@ -230,9 +256,13 @@ SECRET_CASES = [
         id="bad-notafter",
     ),
     pytest.param(
-        lambda d: _secret(d, Type="plain", Private="AAAA"), "Secrets.s.Private", id="private-in-manifest"
+        lambda d: _secret(d, Type="plain", Private="AAAA"),
+        "Secrets.s.Private",
+        id="private-in-manifest",
     ),
-    pytest.param(lambda d: _secret(d, Type="plain", Shared=1), "Secrets.s.Shared", id="shared-not-bool"),
+    pytest.param(
+        lambda d: _secret(d, Type="plain", Shared=1), "Secrets.s.Shared", id="shared-not-bool"
+    ),
 ]
 
 ACCESS_CASES = [
@@ -243,7 +273,9 @@ ACCESS_CASES = [
         id="duplicate-certificate",
     ),
     pytest.param(
-        lambda d: d.update(Users={"u": {"Certificate": ""}}), "Users.u.Certificate", id="no-certificate"
+        lambda d: d.update(Users={"u": {"Certificate": ""}}),
+        "Users.u.Certificate",
+        id="no-certificate",
     ),
     pytest.param(
         lambda d: d.update(Users={"u": {"Certificate": "cert-alice"}}),
@@ -251,7 +283,9 @@ ACCESS_CASES = [
         id="certificate-not-pem",
     ),
     pytest.param(
-        lambda d: _role(d, ResourceType="Marbles", Actions=[]), "Roles.r.ResourceType", id="bad-type"
+        lambda d: _role(d, ResourceType="Marbles", Actions=[]),
+        "Roles.r.ResourceType",
+        id="bad-type",
     ),
     pytest.param(
         lambda d: _role(d, ResourceType="Packages", ResourceNames=["pkg"], Actions=["Delete"]),
@@ -264,7 +298,9 @@ ACCESS_CASES = [
         id="action-of-other-type",
     ),
     pytest.param(
-        lambda d: _role(d, ResourceType="Manifest", ResourceNames=["pkg"], Actions=["UpdateManifest"]),
+        lambda d: _role(
+            d, ResourceType="Manifest", ResourceNames=["pkg"], Actions=["UpdateManifest"]
+        ),
         "Roles.r.ResourceNames",
         id="manifest-role-with-names",
     ),
@@ -297,7 +333,9 @@ ACCESS_CASES = [
 ]
 
 CONFIG_CASES = [
-    pytest.param(lambda d: d.update(Config={"SealMode": "Sealed"}), "Config.SealMode", id="seal-mode"),
+    pytest.param(
+        lambda d: d.update(Config={"SealMode": "Sealed"}), "Config.SealMode", id="seal-mode"
+    ),
     pytest.param(
         lambda d: d.update(Config={"FeatureGates": ["Turbo"]}), "Config.FeatureGates[0]", id="gate"
     ),
@@ -305,7 +343,9 @@ CONFIG_CASES = [
         lambda d: d.update(Config={"UpdateThreshold": 1}), "Config.UpdateThreshold", id="threshold"
     ),
     pytest.param(
-        lambda d: d.update(Config={"RecoveryThreshold": 1}), "Config.RecoveryThreshold", id="one-of-n"
+        lambda d: d.update(Config={"RecoveryThreshold": 1}),
+        "Config.RecoveryThreshold",
+        id="one-of-n",
     ),
     pytest.param(
         lambda d: d.update(RecoveryKeys={"a": _rsa_pem(2048)}, Config={"RecoveryThreshold": 2}),
@@ -314,7 +354,9 @@ CONFIG_CASES = [
     ),
     pytest.param(lambda d: d.update(RecoveryKeys={"k": ""}), "RecoveryKeys.k", id="empty-key"),
     pytest.param(
-        lambda d: d.update(RecoveryKeys={"k": _cert("not-a-key")}), "RecoveryKeys.k", id="cert-as-key"
+        lambda d: d.update(RecoveryKeys={"k": _cert("not-a-key")}),
+        "RecoveryKeys.k",
+        id="cert-as-key",
     ),
     pytest.param(
         lambda d: d.update(RecoveryKeys={"k": _rsa_pem(1024)}), "RecoveryKeys.k", id="small-key"
@@ -359,7 +401,9 @@ TLS_CASES = [
         id="outgoing-bad-port",
     ),
     pytest.param(
-        lambda d: _tls(d, Outgoing=[{"Port": "5432"}]), "TLS.t.Outgoing[0].Addr", id="outgoing-no-addr"
+        lambda d: _tls(d, Outgoing=[{"Port": "5432"}]),
+        "TLS.t.Outgoing[0].Addr",
+        id="outgoing-no-addr",
     ),
     pytest.param(
         lambda d: _tls(d, Outgoing=[{"Addr": "db", "Port": "5432", "Cert": "s"}]),
@@ -381,7 +425,10 @@ TLS_CASES = [
 
 @pytest.mark.parametrize(("mutate", "path"), PACKAGE_CASES)
 def test_package_and_structure_rules(
-    make_doc: Callable[[], Doc], rejects: Callable[[Doc, str], ManifestError], mutate: Mutation, path: str
+    make_doc: Callable[[], Doc],
+    rejects: Callable[[Doc, str], ManifestError],
+    mutate: Mutation,
+    path: str,
 ) -> None:
     """A package or top-level structure that breaks a rule is rejected at its path."""
     doc = make_doc()
@@ -391,7 +438,10 @@ def test_package_and_structure_rules(
 
 @pytest.mark.parametrize(("mutate", "path"), MARBLE_CASES)
 def test_marble_rules(
-    make_doc: Callable[[], Doc], rejects: Callable[[Doc, str], ManifestError], mutate: Mutation, path: str
+    make_doc: Callable[[], Doc],
+    rejects: Callable[[Doc, str], ManifestError],
+    mutate: Mutation,
+    path: str,
 ) -> None:
     """A marble that breaks a rule is rejected at its path."""
     doc = make_doc()
@@ -401,7 +451,10 @@ def test_marble_rules(
 
 @pytest.mark.parametrize(("mutate", "path"), SECRET_CASES)
 def test_secret_rules(
-    make_doc: Callable[[], Doc], rejects: Callable[[Doc, str], ManifestError], mutate: Mutation, path: str
+    make_doc: Callable[[], Doc],
+    rejects: Callable[[Doc, str], ManifestError],
+    mutate: Mutation,
+    path: str,
 ) -> None:
     """A secret that breaks a type, size or validity rule is rejected at its path."""
     doc = make_doc()
@@ -411,7 +464,10 @@ def test_secret_rules(
 
 @pytest.mark.parametrize(("mutate", "path"), ACCESS_CASES)
 def test_user_and_role_rules(
-    make_doc: Callable[[], Doc], rejects: Callable[[Doc, str], ManifestError], mutate: Mutation, path: str
+    make_doc: Callable[[], Doc],
+    rejects: Callable[[Doc, str], ManifestError],
+    mutate: Mutation,
+    path: str,
 ) -> None:
     """A user or role that breaks a rule is rejected at its path."""
     doc = make_doc()
@@ -421,7 +477,10 @@ def test_user_and_role_rules(
 
 @pytest.mark.parametrize(("mutate", "path"), CONFIG_CASES)
 def test_config_and_recovery_rules(
-    make_doc: Callable[[], Doc], rejects: Callable[[Doc, str], ManifestError], mutate: Mutation, path: str
+    make_doc: Callable[[], Doc],
+    rejects: Callable[[Doc, str], ManifestError],
+    mutate: Mutation,
+    path: str,
 ) -> None:
     """A config or recovery key that breaks a rule is rejected at its path."""
     doc = make_doc()
@@ -431,7 +490,10 @@ def test_config_and_recovery_rules(
 
 @pytest.mark.parametrize(("mutate", "path"), TLS_CASES)
 def test_tls_and_infrastructure_rules(
-    make_doc: Callable[[], Doc], rejects: Callable[[Doc, str], ManifestError], mutate: Mutation, path: str
+    make_doc: Callable[[], Doc],
+    rejects: Callable[[Doc, str], ManifestError],
+    mutate: Mutation,
+    path: str,
 ) -> None:
     """A TLS tag or infrastructure that breaks a rule is rejected at its path."""
     doc = make_doc()
@@ -439,7 +501,9 @@ def test_tls_and_infrastructure_rules(
     rejects(doc, path)
 
 
-def test_unknown_field_is_named(make_doc: Callable[[], Doc], rejects: Callable[[Doc, str], ManifestError]) -> None:
+def test_unknown_field_is_named(
+    make_doc: Callable[[], Doc], rejects: Callable[[Doc, str], ManifestError]
+) -> None:
     """An unknown field's error names the field and its full path."""
     doc = make_doc()
     _params(doc)["Envs"] = {}
@@ -486,7 +550,9 @@ def test_null_means_absent(make_doc: Callable[[], Doc], load: Callable[[Doc], Ma
     assert manifest.packages["pkg"].product_id is None
 
 
-def test_debug_relaxes_identity_rules(make_doc: Callable[[], Doc], load: Callable[[Doc], Manifest]) -> None:
+def test_debug_relaxes_identity_rules(
+    make_doc: Callable[[], Doc], load: Callable[[Doc], Manifest]
+) -> None:
     """A Debug package may mix or omit identity fields and use placeholders, as in MarbleRun."""
     doc = make_doc()
     doc["Packages"]["pkg"] = {"Debug": True, "UniqueID": "<x>", "SignerID": SIGNER_ID}
@@ -496,22 +562,34 @@ def test_debug_relaxes_identity_rules(make_doc: Callable[[], Doc], load: Callabl
     assert manifest.packages["other"].accepted_tcb_statuses == ("UpToDate", "SWHardeningNeeded")
 
 
-def test_defaults_and_full_manifest(make_doc: Callable[[], Doc], load: Callable[[Doc], Manifest]) -> None:
+def test_defaults_and_full_manifest(
+    make_doc: Callable[[], Doc], load: Callable[[Doc], Manifest]
+) -> None:
     """A manifest using every section parses into the typed fields with MarbleRun's defaults."""
     doc = make_doc()
     doc["Secrets"] = {
-        "tls": {"Type": "cert-ecdsa", "Size": 256, "Shared": True, "Cert": {"Subject": {"CommonName": "x"}}},
+        "tls": {
+            "Type": "cert-ecdsa",
+            "Size": 256,
+            "Shared": True,
+            "Cert": {"Subject": {"CommonName": "x"}},
+        },
         "key": {"Type": "symmetric-key", "Size": 256, "UserDefined": True},
         "up": {"Type": "cert-rsa", "UserDefined": True},
     }
     doc["TLS"] = {
         "web": {
             "Outgoing": [{"Addr": "db", "Port": "5432"}],
-            "Incoming": [{"Port": "8443", "Cert": "tls", "DisableClientAuth": True}, {"Port": "9000"}],
+            "Incoming": [
+                {"Port": "8443", "Cert": "tls", "DisableClientAuth": True},
+                {"Port": "9000"},
+            ],
         }
     }
     _marble(doc)["TLS"] = ["web"]
-    doc["Infrastructures"] = {"azure": {"CPUSVN": "AAAAAAAAAAAAAAAAAAAAAA==", "QESVN": 2, "PCESVN": 3}}
+    doc["Infrastructures"] = {
+        "azure": {"CPUSVN": "AAAAAAAAAAAAAAAAAAAAAA==", "QESVN": 2, "PCESVN": 3}
+    }
     doc["RecoveryKeys"] = {"a": _rsa_pem(2048), "b": _rsa_pem(2048, 1)}
     doc["Users"] = {"admin": {"Certificate": _cert("admin"), "Roles": ["updater"]}}
     doc["Roles"] = {"updater": {"ResourceType": "Manifest", "Actions": ["UpdateManifest"]}}
@@ -526,7 +604,7 @@ def test_defaults_and_full_manifest(make_doc: Callable[[], Doc], load: Callable[
 
 
 def test_rsa_keys_for_duplicate_case_are_distinct() -> None:
-    """The recovery-key helper yields distinct keys for distinct seeds (guards the duplicate-key case)."""
+    """The recovery-key helper yields distinct keys for distinct seeds."""
     assert _rsa_pem(2048) != _rsa_pem(2048, 1)
 
 
@@ -542,7 +620,9 @@ def test_objects_validate_on_direct_construction() -> None:
     assert Package(unique_id=UNIQUE_ID.upper()).unique_id == UNIQUE_ID
 
 
-def test_manifest_objects_are_frozen(make_doc: Callable[[], Doc], load: Callable[[Doc], Manifest]) -> None:
+def test_manifest_objects_are_frozen(
+    make_doc: Callable[[], Doc], load: Callable[[Doc], Manifest]
+) -> None:
     """A parsed manifest and its mappings cannot be modified."""
     manifest = load(make_doc())
     with pytest.raises(AttributeError):

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 import grpc
 import numpy as np
 import pytest
-from conftest import Digits, ServerThread, half_plus_two_onnx
 
 from veil.serving import ModelConfig
 from veil.serving._proto import (
@@ -19,6 +18,8 @@ from veil.serving._proto import (
     tensor_pb2,
     types_pb2,
 )
+
+from ._support import Digits, ServerThread, half_plus_two_onnx
 
 
 @pytest.fixture
@@ -45,7 +46,9 @@ def float_tensor(values: list[float], *, content: bool) -> tensor_pb2.TensorProt
     return tensor
 
 
-def predict(channel: grpc.Channel, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+def predict(
+    channel: grpc.Channel, request: predict_pb2.PredictRequest
+) -> predict_pb2.PredictResponse:
     """Call PredictionService/Predict."""
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     response: predict_pb2.PredictResponse = stub.Predict(request, timeout=10)

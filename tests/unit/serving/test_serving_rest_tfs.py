@@ -9,16 +9,17 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import Digits, ServerThread, add_onnx, half_plus_two_onnx
 
 from veil.serving import ModelConfig
+
+from ._support import Digits, ServerThread, add_onnx, half_plus_two_onnx
 
 
 @pytest.fixture
 def server(
     serve: Callable[..., ServerThread], model_dir: Callable[..., ModelConfig], digits: Digits
 ) -> ServerThread:
-    """A plaintext server with half_plus_two (versions 1 and 7), the two-input add model and digits."""
+    """A server with half_plus_two (versions 1 and 7), the two-input add model and digits."""
     model_dir("half_plus_two", half_plus_two_onnx(), version=1)
     hpt = model_dir("half_plus_two", half_plus_two_onnx(), version=7)
     return serve(
@@ -60,7 +61,9 @@ def test_columnar_predict_matches_tf_serving_golden(client: httpx.Client) -> Non
 def test_paths_are_case_insensitive_and_versions_resolve(client: httpx.Client) -> None:
     """/V1/... paths match case-insensitively and /versions/<latest> serves the latest version."""
     for path in ("/V1/MODELS/half_plus_two/VERSIONS/7:PREDICT", "/v1/models/half_plus_two:predict"):
-        response = post(client, path, {"instances": [1.0, 5.0], "signature_name": "serving_default"})
+        response = post(
+            client, path, {"instances": [1.0, 5.0], "signature_name": "serving_default"}
+        )
         assert response.json() == {"predictions": [2.5, 4.5]}
 
 
@@ -72,7 +75,7 @@ def test_named_row_instances_feed_each_input(client: httpx.Client) -> None:
 
 
 def test_classifier_outputs_label_and_probabilities(client: httpx.Client, digits: Digits) -> None:
-    """Several outputs give one object per row (row format) or one object keyed by name (columnar)."""
+    """Several outputs give an object per row (row format) or an object keyed by name (columnar)."""
     session = ort.InferenceSession(digits.onnx, providers=["CPUExecutionProvider"])
     labels, probabilities = session.run(["label", "probabilities"], {"X": digits.rows})
     rows = post(client, "/v1/models/digits:predict", {"instances": digits.rows.tolist()}).json()
@@ -80,7 +83,9 @@ def test_classifier_outputs_label_and_probabilities(client: httpx.Client, digits
     np.testing.assert_allclose(
         [row["probabilities"] for row in rows["predictions"]], probabilities, rtol=1e-6
     )
-    columns = post(client, "/v1/models/digits:predict", {"inputs": {"X": digits.rows.tolist()}}).json()
+    columns = post(
+        client, "/v1/models/digits:predict", {"inputs": {"X": digits.rows.tolist()}}
+    ).json()
     assert columns["outputs"]["label"] == labels.tolist()
     np.testing.assert_allclose(columns["outputs"]["probabilities"], probabilities, rtol=1e-6)
 
@@ -89,7 +94,11 @@ def test_model_status_is_tf_serving_json(client: httpx.Client) -> None:
     """GET /v1/models/<name> prints GetModelStatusResponse like TF Serving."""
     expected = {
         "model_version_status": [
-            {"version": "7", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            {
+                "version": "7",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
         ]
     }
     assert client.get("/v1/models/half_plus_two").json() == expected
@@ -97,9 +106,12 @@ def test_model_status_is_tf_serving_json(client: httpx.Client) -> None:
 
 
 def test_metadata_is_a_synthesized_signature_def_map(client: httpx.Client) -> None:
-    """GET .../metadata returns the doubled signature_def key, DT_* dtypes and -1 dims as strings."""
+    """Metadata has the doubled signature_def key, DT_* dtypes and -1 dims as strings."""
     response = client.get("/v1/models/half_plus_two/metadata")
-    tensor = {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False}}
+    tensor = {
+        "dtype": "DT_FLOAT",
+        "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False},
+    }
     assert response.json() == {
         "model_spec": {"name": "half_plus_two", "signature_name": "", "version": "7"},
         "metadata": {
@@ -130,39 +142,161 @@ def test_digits_metadata_has_int64_and_fixed_dims(client: httpx.Client) -> None:
 
 
 ERRORS = [
-    ("POST", "/v1/models/half:predict", b'{"instances": [1.0]}', 404, "Servable not found for request: Latest(half)"),
-    ("POST", "/v1/models/half_plus_two/versions/1:predict", b'{"instances": [1.0]}', 404, "Servable not found for request: Specific(half_plus_two, 1)"),
-    ("GET", "/v1/models/half_plus_two/versions/1/metadata", None, 404, "Servable not found for request: Specific(half_plus_two, 1)"),
+    (
+        "POST",
+        "/v1/models/half:predict",
+        b'{"instances": [1.0]}',
+        404,
+        "Servable not found for request: Latest(half)",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two/versions/1:predict",
+        b'{"instances": [1.0]}',
+        404,
+        "Servable not found for request: Specific(half_plus_two, 1)",
+    ),
+    (
+        "GET",
+        "/v1/models/half_plus_two/versions/1/metadata",
+        None,
+        404,
+        "Servable not found for request: Specific(half_plus_two, 1)",
+    ),
     ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
-    ("GET", "/v1/models/half_plus_two/versions/1", None, 404, "Could not find version 1 of model half_plus_two"),
-    ("POST", "/v1/models/half_plus_two/labels/stable:predict", b'{"instances": [1.0]}', 400, "Unrecognized servable version label: stable"),
+    (
+        "GET",
+        "/v1/models/half_plus_two/versions/1",
+        None,
+        404,
+        "Could not find version 1 of model half_plus_two",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two/labels/stable:predict",
+        b'{"instances": [1.0]}',
+        400,
+        "Unrecognized servable version label: stable",
+    ),
     ("GET", "/v1/foo", None, 400, "Malformed request: GET /v1/foo"),
     ("POST", "/v1/models", b"", 400, "Malformed request: POST /v1/models"),
     ("GET", "/v1/models/foo:predict", None, 400, "Malformed request: GET /v1/models/foo:predict"),
-    ("POST", "/v1/models/foo/versions/HELLO:regress", b"", 400, "Malformed request: POST /v1/models/foo/versions/HELLO:regress"),
-    ("POST", "/v1/models/foo/metadata", b"", 400, "Malformed request: POST /v1/models/foo/metadata"),
+    (
+        "POST",
+        "/v1/models/foo/versions/HELLO:regress",
+        b"",
+        400,
+        "Malformed request: POST /v1/models/foo/versions/HELLO:regress",
+    ),
+    (
+        "POST",
+        "/v1/models/foo/metadata",
+        b"",
+        400,
+        "Malformed request: POST /v1/models/foo/metadata",
+    ),
     ("GET", "/v1/models", None, 400, "Missing model name in request."),
-    ("POST", "/v1/models/foo/versions/18446744073709551615:regress", b"", 400, "Failed to convert version: 18446744073709551615 to numeric."),
-    ("POST", "/v1/models/half_plus_two:predict", b"", 400, "JSON Parse error: The document is empty"),
-    ("POST", "/v1/models/half_plus_two:predict", b"instances = [1, 2]", 400, "JSON Parse error: Invalid value. at offset: 0"),
-    ("POST", "/v1/models/half_plus_two:predict", b'{"instances": ["x", "y"]}', 400, 'JSON Value: "x" Type: String is not of expected type: float'),
-    ("POST", "/v1/models/half_plus_two:predict", b'{"signature_name": 100, "instances": [1]}', 400, "'signature_name' key must be a string value."),
-    ("POST", "/v1/models/half_plus_two:predict", b'{"signature_name": "nope", "instances": [1]}', 400, 'Serving signature name: "nope" not found in signature def'),
-    ("POST", "/v1/models/half_plus_two:predict", b'{"x": [1]}', 400, "Missing 'inputs' or 'instances' key"),
-    ("POST", "/v1/models/half_plus_two:predict", b'{"inputs": [1], "instances": [1]}', 400, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys exists"),
-    ("POST", "/v1/models/half_plus_two:predict", b'{"instances": 1}', 400, "Expecting 'instances' to be an list/array"),
-    ("POST", "/v1/models/half_plus_two:predict", b'{"instances": []}', 400, "No values in 'instances' array"),
-    ("POST", "/v1/models/half_plus_two:predict", b'{"inputs": {"z": [1]}}', 400, "Missing named input: x in 'inputs' object."),
-    ("POST", "/v1/models/add:predict", b'{"instances": [[1, 2]]}', 400, "instances is a plain list, but expecting list of objects as multiple input tensors required as per tensorinfo_map"),
-    ("POST", "/v1/models/half_plus_two:classify", b'{"examples": []}', 501, "classify is not supported for ONNX models; use predict."),
+    (
+        "POST",
+        "/v1/models/foo/versions/18446744073709551615:regress",
+        b"",
+        400,
+        "Failed to convert version: 18446744073709551615 to numeric.",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        b"",
+        400,
+        "JSON Parse error: The document is empty",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        b"instances = [1, 2]",
+        400,
+        "JSON Parse error: Invalid value. at offset: 0",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        b'{"instances": ["x", "y"]}',
+        400,
+        'JSON Value: "x" Type: String is not of expected type: float',
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        b'{"signature_name": 100, "instances": [1]}',
+        400,
+        "'signature_name' key must be a string value.",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        b'{"signature_name": "nope", "instances": [1]}',
+        400,
+        'Serving signature name: "nope" not found in signature def',
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        b'{"x": [1]}',
+        400,
+        "Missing 'inputs' or 'instances' key",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        b'{"inputs": [1], "instances": [1]}',
+        400,
+        "Not formatted correctly expecting only one of 'inputs' or 'instances' keys exists",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        b'{"instances": 1}',
+        400,
+        "Expecting 'instances' to be an list/array",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        b'{"instances": []}',
+        400,
+        "No values in 'instances' array",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        b'{"inputs": {"z": [1]}}',
+        400,
+        "Missing named input: x in 'inputs' object.",
+    ),
+    (
+        "POST",
+        "/v1/models/add:predict",
+        b'{"instances": [[1, 2]]}',
+        400,
+        "instances is a plain list, but expecting list of objects as multiple input tensors "
+        "required as per tensorinfo_map",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:classify",
+        b'{"examples": []}',
+        501,
+        "classify is not supported for ONNX models; use predict.",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "message"), ERRORS)
+@pytest.mark.parametrize("case", ERRORS, ids=[f"{c[0]} {c[1]} {c[3]}" for c in ERRORS])
 def test_errors_use_tf_serving_status_and_message(
-    client: httpx.Client, method: str, path: str, body: bytes | None, status: int, message: str
+    client: httpx.Client, case: tuple[str, str, bytes | None, int, str]
 ) -> None:
     """Each failure answers {"error": <TF Serving's message>} with TF's HTTP status."""
+    method, path, body, status, message = case
     response = client.request(method, path, content=body)
     assert (response.status_code, response.json()) == (status, {"error": message})
     assert response.headers["content-type"] == "application/json"
@@ -191,7 +325,11 @@ def test_oversized_chunked_body_is_refused_with_413(client: httpx.Client) -> Non
 
 @pytest.mark.parametrize(
     "body",
-    [b"[" * 3000, b'{"instances": ' + b"[" * 900 + b"1" + b"]" * 900 + b"}", b'{"instances": [[1], [1, 2]]}'],
+    [
+        b"[" * 3000,
+        b'{"instances": ' + b"[" * 900 + b"1" + b"]" * 900 + b"}",
+        b'{"instances": [[1], [1, 2]]}',
+    ],
 )
 def test_deep_or_ragged_json_is_a_400_not_a_500(client: httpx.Client, body: bytes) -> None:
     """Deeply nested or ragged JSON is a client error."""
@@ -222,4 +360,7 @@ def test_unknown_paths_and_healthz(client: httpx.Client) -> None:
     """/healthz answers 200; paths outside /v1, /v2 and /healthz answer a JSON 404."""
     assert client.get("/healthz").status_code == 200
     response = client.get("/nothing/here")
-    assert (response.status_code, response.json()) == (404, {"error": "Not found: GET /nothing/here"})
+    assert (response.status_code, response.json()) == (
+        404,
+        {"error": "Not found: GET /nothing/here"},
+    )

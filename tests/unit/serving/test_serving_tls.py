@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -10,28 +9,23 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from conftest import Pki, ServerThread, half_plus_two_onnx
 
 from veil.serving import ModelConfig, TLSMaterial
 from veil.serving._proto import predict_pb2, prediction_service_pb2_grpc, types_pb2
 from veil.serving._tls import rest_ssl_context
 
+from ._support import Pki, ServerThread, half_plus_two_onnx
+
 BODY = {"instances": [2.0, 3.0, 4.0]}
 EXPECTED = {"predictions": [3.0, 3.5, 4.0]}
 
 
-def client_context(pki: Pki, *, with_certificate: bool = False) -> ssl.SSLContext:
-    """A client context trusting the test server certificate."""
+def client_context(pki: Pki, *, certificate_file: Path | None = None) -> ssl.SSLContext:
+    """A client context trusting the test server certificate, optionally with a client cert."""
     context = ssl.create_default_context(cadata=pki.server_cert_pem.decode())
-    if with_certificate:
-        directory = Path(os.environ.get("PYTEST_TMP", "/dev/shm"))
-        # Python's ssl loads client keys from files only; a throwaway test key in shared memory.
-        path = directory / f"veil-test-client-{os.getpid()}.pem"
-        path.write_bytes(pki.client_cert_pem + pki.client_key_pem)
-        try:
-            context.load_cert_chain(path)
-        finally:
-            path.unlink()
+    if certificate_file is not None:
+        certificate_file.write_bytes(pki.client_cert_pem + pki.client_key_pem)
+        context.load_cert_chain(certificate_file)
     return context
 
 
@@ -43,7 +37,9 @@ def grpc_predict(channel: grpc.Channel) -> list[float]:
     tensor.dtype = types_pb2.DT_FLOAT
     tensor.tensor_shape.dim.add(size=2)
     tensor.float_val.extend([2.0, 4.0])
-    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
+    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+        request, timeout=10
+    )
     return list(response.outputs["y"].float_val)
 
 
@@ -60,7 +56,9 @@ def test_rest_over_tls_serves_and_refuses_plaintext_http(
     server = serve(hpt, tls=pki.server)
     port = server.server.rest_port
     with httpx.Client(verify=client_context(pki), timeout=10) as client:
-        response = client.post(f"https://127.0.0.1:{port}/v1/models/half_plus_two:predict", json=BODY)
+        response = client.post(
+            f"https://127.0.0.1:{port}/v1/models/half_plus_two:predict", json=BODY
+        )
         assert response.json() == EXPECTED
     with httpx.Client(timeout=10) as client, pytest.raises(httpx.TransportError):
         client.get(f"http://127.0.0.1:{port}/healthz")
@@ -77,7 +75,7 @@ def test_grpc_over_tls(serve: Callable[..., ServerThread], hpt: ModelConfig, pki
 
 
 def test_client_certificates_are_required_with_a_client_ca(
-    serve: Callable[..., ServerThread], hpt: ModelConfig, pki: Pki
+    serve: Callable[..., ServerThread], hpt: ModelConfig, pki: Pki, tmp_path: Path
 ) -> None:
     """With client_ca_pem, both listeners refuse clients without a certificate from that CA."""
     tls = TLSMaterial(
@@ -87,11 +85,14 @@ def test_client_certificates_are_required_with_a_client_ca(
     )
     server = serve(hpt, tls=tls)
     url = f"https://127.0.0.1:{server.server.rest_port}/v1/models/half_plus_two:predict"
-    with httpx.Client(verify=client_context(pki), timeout=10) as client, pytest.raises(
-        httpx.TransportError
+    with (
+        httpx.Client(verify=client_context(pki), timeout=10) as client,
+        pytest.raises(httpx.TransportError),
     ):
         client.post(url, json=BODY)
-    with httpx.Client(verify=client_context(pki, with_certificate=True), timeout=10) as client:
+    with httpx.Client(
+        verify=client_context(pki, certificate_file=tmp_path / "client.pem"), timeout=10
+    ) as client:
         assert client.post(url, json=BODY).json() == EXPECTED
     target = f"localhost:{server.server.grpc_port}"
     anonymous = grpc.ssl_channel_credentials(root_certificates=pki.server_cert_pem)
@@ -108,8 +109,9 @@ def test_client_certificates_are_required_with_a_client_ca(
 
 def test_rest_context_is_tls12_plus_and_leaves_no_descriptor(pki: Pki) -> None:
     """The REST context refuses TLS < 1.2, and the in-memory key file is closed after loading."""
-    before = set(os.listdir("/proc/self/fd"))
+    descriptors = Path("/proc/self/fd")
+    before = set(descriptors.iterdir())
     context = rest_ssl_context(pki.server)
-    assert set(os.listdir("/proc/self/fd")) == before
+    assert set(descriptors.iterdir()) == before
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     assert context.verify_mode == ssl.CERT_NONE
