@@ -113,7 +113,7 @@ class ConfigurationError(Error):
     """Local settings, flags or files given to veil are wrong."""
 
 
-class EnvironmentFailure(Error):
+class EnvironmentFailure(Error):  # noqa: N818 - 'EnvironmentError' is a builtin alias of OSError
     """The environment (network, disk) failed; retrying later may help."""
 
 

@@ -23,7 +23,9 @@ def veil(*args: str | Path, cwd: Path, check: bool = True) -> subprocess.Complet
         [*VEIL, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"veil {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"veil {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

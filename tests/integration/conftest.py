@@ -80,7 +80,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             cwd=d,
         )  # fmt: skip
         for user in ("owner", "admin"):
-            veil("user", "new", user, "--cert-out", d / f"{user}.crt", "--key-out", d / f"{user}.key", cwd=d)
+            veil(
+                "user",
+                "new",
+                user,
+                "--cert-out",
+                d / f"{user}.crt",
+                "--key-out",
+                d / f"{user}.key",
+                cwd=d,
+            )
         serve_id = veil("attest", "measure", "--entry", "serve", cwd=d).stdout.strip()
         manifest = {
             "Packages": {"inference": {"TEE": "simulated", "UniqueID": serve_id, "Debug": False}},

@@ -7,6 +7,7 @@ import binascii
 import json
 import logging
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 
 from veil.errors import ConfigurationError
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 MODEL_KEY_ENV = "VEIL_MODEL_KEY"
 
 
-def _write_ready(path: Path, doc: dict[str, object]) -> None:
+def _write_ready(path: Path, doc: Mapping[str, object]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc))
     tmp.replace(path)

@@ -39,9 +39,7 @@ def train_digits_model(*, seed: int = SEED) -> DigitsModel:
     )
     clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=seed)
     clf.fit(x_train, y_train)
-    onx = to_onnx(
-        clf, x_train[:1], options={id(clf): {"zipmap": False}}, target_opset=17
-    )
+    onx = to_onnx(clf, x_train[:1], options={id(clf): {"zipmap": False}}, target_opset=17)
     return DigitsModel(onnx_bytes=onx.SerializeToString(), x_test=x_test, y_test=y_test)
 
 

@@ -207,7 +207,11 @@ def test_check_claims_accepts_signer_triple_at_or_above_minimum(
             "security_version",
         ),
         ({"tcb_status": "OutOfDate"}, {}, "tcb_status"),
-        ({"advisories": ("INTEL-SA-1", "INTEL-SA-2")}, {"accepted_advisories": ("INTEL-SA-1",)}, "advisories"),
+        (
+            {"advisories": ("INTEL-SA-1", "INTEL-SA-2")},
+            {"accepted_advisories": ("INTEL-SA-1",)},
+            "advisories",
+        ),
     ],
     ids=[
         "simulated-vs-sgx",

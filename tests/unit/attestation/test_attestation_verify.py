@@ -21,7 +21,7 @@ from veil.attestation import (
     verify,
 )
 from veil.attestation.backends.simulated import verify_simulated
-from veil.errors import EvidenceError, PolicyError
+from veil.errors import ConfigurationError, EvidenceError, PolicyError
 
 from .conftest import REPORT_DATA, UNIQUE_ID
 
@@ -114,7 +114,11 @@ def test_evidence_of_another_measurement_is_refused_by_policy(
     evidence = platform.issue(SimulatedIdentity(unique_id=bytes(32)), REPORT_DATA)
     with pytest.raises(PolicyError) as info:
         verify(
-            evidence, make_policy(), trust_anchors=anchors, expected_report_data=REPORT_DATA, now=now
+            evidence,
+            make_policy(),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.claim == "unique_id"
 
@@ -129,7 +133,11 @@ def test_debug_evidence_is_refused_by_a_production_policy(
     evidence = platform.issue(SimulatedIdentity(unique_id=UNIQUE_ID, debug=True), REPORT_DATA)
     with pytest.raises(PolicyError) as info:
         verify(
-            evidence, make_policy(), trust_anchors=anchors, expected_report_data=REPORT_DATA, now=now
+            evidence,
+            make_policy(),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.claim == "debug"
 
@@ -142,8 +150,11 @@ def test_simulated_evidence_is_refused_by_hardware_policies_before_parsing(
     garbage = Evidence(tee="simulated", raw=b"not even evidence")
     with pytest.raises(PolicyError, match="simulated-TEE evidence refused") as info:
         verify(
-            garbage, make_policy(tee=tee), trust_anchors=anchors,
-            expected_report_data=REPORT_DATA, now=now,
+            garbage,
+            make_policy(tee=tee),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.claim == "tee"
 
@@ -154,8 +165,11 @@ def test_genuine_simulated_evidence_is_refused_by_an_sgx_policy(
     """Even perfectly valid simulated evidence never falls back into an SGX policy."""
     with pytest.raises(PolicyError) as info:
         verify(
-            evidence, make_policy(tee="sgx"), trust_anchors=anchors,
-            expected_report_data=REPORT_DATA, now=now,
+            evidence,
+            make_policy(tee="sgx"),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.claim == "tee"
 
@@ -167,8 +181,11 @@ def test_simulated_evidence_relabelled_as_sgx_is_not_verified_as_simulated(
     relabelled = Evidence(tee="sgx", raw=evidence.raw)
     with pytest.raises(EvidenceError) as info:
         verify(
-            relabelled, make_policy(tee="sgx"), trust_anchors=anchors,
-            expected_report_data=REPORT_DATA, now=now,
+            relabelled,
+            make_policy(tee="sgx"),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.step == "backend"
 
@@ -179,8 +196,11 @@ def test_hardware_evidence_is_refused_by_a_simulated_policy(
     """A policy naming the simulated TEE does not accept evidence tagged as another TEE."""
     with pytest.raises(PolicyError) as info:
         verify(
-            Evidence(tee="tdx", raw=evidence.raw), make_policy(), trust_anchors=anchors,
-            expected_report_data=REPORT_DATA, now=now,
+            Evidence(tee="tdx", raw=evidence.raw),
+            make_policy(),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.claim == "tee"
 
@@ -191,8 +211,11 @@ def test_simulated_evidence_without_a_pinned_root_is_refused(
     """With no simulated root pinned there is nothing to chain to, so verification fails."""
     with pytest.raises(EvidenceError, match="no simulated root is pinned") as info:
         verify(
-            evidence, make_policy(), trust_anchors=TrustAnchors(),
-            expected_report_data=REPORT_DATA, now=now,
+            evidence,
+            make_policy(),
+            trust_anchors=TrustAnchors(),
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.step == "chain"
 
@@ -209,7 +232,11 @@ def test_evidence_of_another_simulated_platform_is_refused_at_chain(
     evidence = intruder.issue(identity, REPORT_DATA)
     with pytest.raises(EvidenceError) as info:
         verify(
-            evidence, make_policy(), trust_anchors=anchors, expected_report_data=REPORT_DATA, now=now
+            evidence,
+            make_policy(),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.step == "chain"
 
@@ -221,7 +248,10 @@ def test_evidence_after_the_attestation_key_expired_is_refused_at_chain(
     later = now + dt.timedelta(days=3651)
     with pytest.raises(EvidenceError) as info:
         verify(
-            evidence, make_policy(), trust_anchors=anchors, expected_report_data=REPORT_DATA,
+            evidence,
+            make_policy(),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
             now=later,
         )
     assert info.value.step == "chain"
@@ -238,7 +268,10 @@ def test_tampered_evidence_body_is_refused_at_signature(
     envelope["body"] = base64.b64encode(json.dumps(body, sort_keys=True).encode()).decode()
     with pytest.raises(EvidenceError) as info:
         verify(
-            _pack(envelope), make_policy(), trust_anchors=anchors, expected_report_data=forged,
+            _pack(envelope),
+            make_policy(),
+            trust_anchors=anchors,
+            expected_report_data=forged,
             now=now,
         )
     assert info.value.step == "signature"
@@ -258,8 +291,11 @@ def test_evidence_with_a_signature_of_other_evidence_is_refused_at_signature(
     envelope["signature"] = other["signature"]
     with pytest.raises(EvidenceError) as info:
         verify(
-            _pack(envelope), make_policy(), trust_anchors=anchors,
-            expected_report_data=REPORT_DATA, now=now,
+            _pack(envelope),
+            make_policy(),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.step == "signature"
 
@@ -274,8 +310,11 @@ def test_evidence_with_a_flipped_signature_byte_is_refused_at_signature(
     envelope["signature"] = base64.b64encode(bytes(signature)).decode()
     with pytest.raises(EvidenceError) as info:
         verify(
-            _pack(envelope), make_policy(), trust_anchors=anchors,
-            expected_report_data=REPORT_DATA, now=now,
+            _pack(envelope),
+            make_policy(),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.step == "signature"
 
@@ -295,8 +334,11 @@ def test_evidence_whose_ak_certificate_is_swapped_for_another_platforms_is_refus
     ]
     with pytest.raises(EvidenceError) as info:
         verify(
-            _pack(envelope), make_policy(), trust_anchors=anchors,
-            expected_report_data=REPORT_DATA, now=now,
+            _pack(envelope),
+            make_policy(),
+            trust_anchors=anchors,
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.step == "chain"
 
@@ -312,8 +354,11 @@ def test_pinning_the_attestation_key_instead_of_the_root_does_not_help_an_intrud
     evidence = honest.issue(identity, REPORT_DATA)
     with pytest.raises(EvidenceError) as info:
         verify(
-            evidence, make_policy(), trust_anchors=TrustAnchors(simulated_root_der=intruder.root_der),
-            expected_report_data=REPORT_DATA, now=now,
+            evidence,
+            make_policy(),
+            trust_anchors=TrustAnchors(simulated_root_der=intruder.root_der),
+            expected_report_data=REPORT_DATA,
+            now=now,
         )
     assert info.value.step == "chain"
 
@@ -344,9 +389,7 @@ def test_malformed_envelopes_are_refused_at_their_step(
     envelope = _envelope(evidence)
     mutate(envelope)
     with pytest.raises(EvidenceError) as info:
-        verify_simulated(
-            json.dumps(envelope).encode(), trust_anchor_der=platform.root_der, now=now
-        )
+        verify_simulated(json.dumps(envelope).encode(), trust_anchor_der=platform.root_der, now=now)
     assert info.value.step == step
 
 
@@ -404,7 +447,10 @@ def test_signed_but_malformed_claims_are_refused_at_claims(
 
 @pytest.mark.parametrize("body", [b"not json", b"[1]"], ids=["not-json", "not-object"])
 def test_signed_body_that_is_not_a_claims_object_is_refused_at_claims(
-    sign_body: Callable[[bytes], Evidence], platform: SimulatedPlatform, now: dt.datetime, body: bytes
+    sign_body: Callable[[bytes], Evidence],
+    platform: SimulatedPlatform,
+    now: dt.datetime,
+    body: bytes,
 ) -> None:
     """A signed body must be a JSON object of claims."""
     with pytest.raises(EvidenceError) as info:
@@ -427,7 +473,5 @@ def test_evidence_signed_with_the_genuine_ak_over_a_custom_body_verifies(
 
 def test_not_a_platform_directory_is_a_configuration_error(tmp_path: Path) -> None:
     """Opening a directory without platform files raises ConfigurationError with the fix."""
-    from veil.errors import ConfigurationError
-
     with pytest.raises(ConfigurationError, match="simulated-platform init"):
         SimulatedPlatform(tmp_path)
