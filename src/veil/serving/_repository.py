@@ -113,6 +113,12 @@ class ModelRepository:
                     extra={"model": name, "version": version.number, "reason": exc.message},
                 )
                 self._set(name, _failed(version, "INVALID_ARGUMENT", exc.message))
+            except Exception:  # noqa: BLE001 - a bug must not leave the version LOADING forever
+                _log.exception(
+                    "model load crashed", extra={"model": name, "version": version.number}
+                )
+                message = f"Model {name} version {version.number} failed to load; see server logs."
+                self._set(name, _failed(version, "INTERNAL", message))
             else:
                 _log.info("model loaded", extra={"model": name, "version": version.number})
                 self._set(name, VersionStatus(version.number, State.AVAILABLE, model=model))

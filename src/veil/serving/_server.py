@@ -49,6 +49,7 @@ class InferenceServer:
         self._dataplane = DataPlane(self._repository)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early_keys: list[tuple[str | None, bytes]] = []
+        self._keys_lock = threading.Lock()  # set_model_key may race with the end of start()
         self._key_tasks: set[asyncio.Task[None]] = set()
         self._rest: _RestServer | None = None
         self._rest_task: asyncio.Task[None] | None = None
@@ -70,9 +71,10 @@ class InferenceServer:
         except BaseException:
             await self.stop()
             raise
-        self._ports = (rest_port, grpc_port)
+        with self._keys_lock:
+            self._ports = (rest_port, grpc_port)
+            early, self._early_keys = self._early_keys, []
         _log.info("serving", extra={"rest_port": rest_port, "grpc_port": grpc_port})
-        early, self._early_keys = self._early_keys, []
         for name, key in early:
             self._apply_key(name, key)
 
@@ -97,10 +99,11 @@ class InferenceServer:
             raise NotFoundError(f"No model named {model_name!r} is configured; check the name.")
         if self._stopped:
             raise StateError("The server is stopped; keys can no longer be set.")
-        if self._loop is None or self._ports == (0, 0):
-            self._early_keys.append((model_name, key))
-            return
-        self._loop.call_soon_threadsafe(self._apply_key, model_name, key)
+        with self._keys_lock:
+            if self._loop is None or self._ports == (0, 0):
+                self._early_keys.append((model_name, key))
+                return
+            self._loop.call_soon_threadsafe(self._apply_key, model_name, key)
 
     async def wait_loaded(self, model_name: str, timeout: float) -> None:  # noqa: ASYNC109 - public API
         """Wait until ``model_name`` is being served; StateError on a load error or timeout."""

@@ -137,3 +137,32 @@ def test_invalid_plaintext_model_is_an_error_status(tmp_path: Path) -> None:
     assert (status.version, status.state.name, status.error_code) == (4, "END", "INVALID_ARGUMENT")
     assert "onnxruntime could not load model m version 4" in status.error_message
     assert repository.summary() == {"m": "ERROR"}
+
+
+def test_serve_forever_returns_after_stop(tmp_path: Path) -> None:
+    """serve_forever serves a started server and returns once stop() is called."""
+    import asyncio
+
+    import httpx
+
+    from veil.serving import InferenceServer
+
+    from ._support import half_plus_two_onnx
+
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "model.onnx").write_bytes(half_plus_two_onnx())
+    config = ServingConfig(
+        models=(ModelConfig("m", str(tmp_path / "m")),), rest_port=0, grpc_port=0
+    )
+
+    async def main() -> None:
+        server = InferenceServer(config)
+        await server.start()
+        task = asyncio.create_task(server.serve_forever())
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{server.rest_port}/healthz")
+        assert response.status_code == 200
+        await server.stop()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
