@@ -27,7 +27,7 @@ from veil.errors import (
     ProtocolError,
     StateError,
 )
-from veil.pki import marble_identity, spki_der, verify_issued_by
+from veil.pki import generate_key, marble_identity, spki_der, verify_issued_by
 
 from .conftest import MARBLE_UNIQUE_ID, Doc, Marble
 
@@ -76,17 +76,22 @@ def test_activation_result_chains_to_the_coordinator_root(
 
 
 def test_the_coordinator_never_holds_the_marble_private_key(
-    service: CoordinatorService, make_marble: Callable[..., Marble]
+    make_service: Callable[..., CoordinatorService],
+    manifest_bytes: bytes,
+    make_marble: Callable[..., Marble],
 ) -> None:
     """Neither the request, the result nor any stored value contains the marble's private key."""
+    store = MemoryStore()
+    service = make_service(store)
+    service.set_manifest(manifest_bytes)
     marble = make_marble()
     request_fields = [f.name for f in dataclasses.fields(ActivationRequest)]
     assert request_fields == ["marble_type", "uuid", "csr_der", "evidence"]
     result = service.activate(marble.request)
     exposed = [marble.request.csr_der, marble.request.evidence.raw, repr(result).encode()]
-    store = service._store  # the service's own state, inspected only through the Store seam
     with store.transaction() as txn:
         exposed += [txn.get(key) or b"" for key in txn.keys("")]
+    assert len(exposed) > 10
     for secret_form in _private_forms(marble.key):
         assert not any(secret_form in blob for blob in exposed)
 
@@ -108,8 +113,6 @@ def test_evidence_binding_another_key_than_the_csr_is_refused(
     service: CoordinatorService, make_marble: Callable[..., Marble]
 ) -> None:
     """A marble whose evidence was made for another key cannot get its CSR key certified."""
-    from veil.pki import generate_key
-
     marble = make_marble(evidence_key=generate_key())
     with pytest.raises(EvidenceError) as info:
         service.activate(marble.request)

@@ -135,7 +135,7 @@ def _error(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as caught:
         call()
     error = caught.value
-    return error.code(), error.details()  # type: ignore[attr-defined]
+    return error.code(), error.details()
 
 
 def test_errors_are_grpc_statuses_with_tf_messages(channel: grpc.Channel) -> None:

@@ -89,7 +89,7 @@ def test_dumps_writes_non_finite_tokens() -> None:
         np.array(["ab", "c"], dtype=object),
     ],
 )
-def test_proto_round_trip(array: np.ndarray) -> None:  # type: ignore[type-arg]
+def test_proto_round_trip(array: np.ndarray) -> None:
     """Typed-field TensorProtos decode back to the same array."""
     decoded = array_from_proto("t", array_to_proto(array))
     if array.dtype == object:
