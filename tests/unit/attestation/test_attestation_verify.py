@@ -394,7 +394,9 @@ def test_malformed_envelopes_are_refused_at_their_step(
 
 
 @pytest.mark.parametrize(
-    "raw", [b"\xff\xfe", b"[]", b"x" * (64 * 1024 + 1)], ids=["not-utf8", "not-object", "too-large"]
+    "raw",
+    [b"\xff\xfe", b"[]", b"[" * 60_000, b"x" * (64 * 1024 + 1)],
+    ids=["not-utf8", "not-object", "deeply-nested", "too-large"],
 )
 def test_unparseable_evidence_is_refused_at_parse(
     raw: bytes, platform: SimulatedPlatform, now: dt.datetime
@@ -445,7 +447,9 @@ def test_signed_but_malformed_claims_are_refused_at_claims(
     assert info.value.step == "claims"
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1]"], ids=["not-json", "not-object"])
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[1]", b"[" * 60_000], ids=["not-json", "not-object", "deeply-nested"]
+)
 def test_signed_body_that_is_not_a_claims_object_is_refused_at_claims(
     sign_body: Callable[[bytes], Evidence],
     platform: SimulatedPlatform,

@@ -108,7 +108,9 @@ def test_unique_keys_differ_per_marble_name_and_type() -> None:
     assert len(base) == 32
     assert derive_unique_key(root, uuid=UUID, name="k", marble_type="m", size=256) == base
     others = {
-        derive_unique_key(root, uuid=UUID.replace("0b", "0c", 1), name="k", marble_type="m", size=256),
+        derive_unique_key(
+            root, uuid=UUID.replace("0b", "0c", 1), name="k", marble_type="m", size=256
+        ),
         derive_unique_key(root, uuid=UUID, name="k2", marble_type="m", size=256),
         derive_unique_key(root, uuid=UUID, name="k", marble_type="m2", size=256),
         derive_unique_key(bytes([1] * 32), uuid=UUID, name="k", marble_type="m", size=256),
@@ -127,7 +129,10 @@ def test_generated_certificates_chain_to_the_issuer(secret_type: str, size: int)
     now = dt.datetime.now(dt.UTC)
     intermediate, _ = create_intermediate(create_root(now), now)
     value = generate_secret(
-        "tls", SecretSpec(type=secret_type, size=size), issuer=intermediate, now=now  # type: ignore[arg-type]
+        "tls",
+        SecretSpec(type=secret_type, size=size),  # type: ignore[arg-type]
+        issuer=intermediate,
+        now=now,
     )
     assert value.cert_der is not None
     assert value.private_der is not None

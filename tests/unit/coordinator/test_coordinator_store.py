@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ def data_key() -> bytes:
 
 
 @pytest.fixture
-def make_sqlite(tmp_path: Path) -> Callable[[bytes], SealedSQLiteStore]:
+def make_sqlite(tmp_path: Path) -> Iterator[Callable[[bytes], SealedSQLiteStore]]:
     """Factory: a sealed SQLite store in one file, opened with the given data key."""
     opened: list[SealedSQLiteStore] = []
 
@@ -181,9 +181,14 @@ def test_a_failed_transaction_commits_nothing(
 ) -> None:
     """An exception inside a transaction discards every write made in it."""
     store: Store = MemoryStore() if kind == "memory" else make_sqlite(data_key)
-    with pytest.raises(RuntimeError), store.transaction() as txn:
-        txn.put("k", b"v")
-        raise RuntimeError("abort")
+
+    def write_then_fail() -> None:
+        with store.transaction() as txn:
+            txn.put("k", b"v")
+            raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError, match="abort"):
+        write_then_fail()
     assert store.get("k") is None
 
 

@@ -72,7 +72,7 @@ def verify_simulated(raw: bytes, *, trust_anchor_der: bytes, now: dt.datetime) -
         raise _fail("parse", f"evidence is larger than {MAX_EVIDENCE_SIZE} bytes")
     try:
         envelope = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _fail("parse", "evidence is not a JSON document") from None
     if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
         raise _fail("parse", f"evidence is not in the {FORMAT} format")
@@ -110,7 +110,7 @@ def verify_simulated(raw: bytes, *, trust_anchor_der: bytes, now: dt.datetime) -
     # 4. Claims.
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _fail("claims", "signed body is not JSON") from None
     if not isinstance(doc, dict):
         raise _fail("claims", "signed body must be a JSON object")

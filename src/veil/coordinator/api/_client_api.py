@@ -11,18 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from veil.coordinator.api._jsend import fail, jsend, peer_certificate, read_json, success
+from veil.coordinator.api._jsend import b64_field, fail, jsend, peer_certificate, read_json, success
 from veil.coordinator.service import CoordinatorService
 from veil.errors import ProtocolError
-
-
-def _b64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise ProtocolError(f"{what} must be a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ProtocolError(f"{what} is not valid base64") from None
 
 
 def client_api(service: CoordinatorService, *, on_manifest_set: object = None) -> Starlette:
@@ -56,7 +47,7 @@ def client_api(service: CoordinatorService, *, on_manifest_set: object = None) -
     @jsend
     async def post_manifest(request: Request) -> Response:
         body = await read_json(request)
-        raw = _b64(body.get("manifest"), "manifest")
+        raw = b64_field(body.get("manifest"), "manifest")
         await run_in_threadpool(service.set_manifest, raw)
         if callable(on_manifest_set):
             on_manifest_set()
@@ -88,7 +79,7 @@ def client_api(service: CoordinatorService, *, on_manifest_set: object = None) -
         for name, entry in secrets.items():
             if not isinstance(entry, dict) or "Key" not in entry:
                 raise ProtocolError(f"secret {name!r} must be an object with a base64 Key")
-            values[str(name)] = _b64(entry["Key"], f"secret {name!r} Key")
+            values[str(name)] = b64_field(entry["Key"], f"secret {name!r} Key")
         await run_in_threadpool(service.write_secrets, peer_certificate(request), values)
         return success(None)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -104,3 +106,13 @@ def jsend(handler: Handler) -> Handler:
             return error_response(exc)
 
     return wrapped
+
+
+def b64_field(value: object, what: str) -> bytes:
+    """Decode a base64 JSON field or raise a ProtocolError naming it."""
+    if not isinstance(value, str):
+        raise ProtocolError(f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(f"{what} is not valid base64") from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from starlette.applications import Starlette
@@ -13,19 +12,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from veil.attestation import TEE_KINDS, Evidence
-from veil.coordinator.api._jsend import fail, jsend, peer_certificate, read_json, success
+from veil.coordinator.api._jsend import b64_field, fail, jsend, peer_certificate, read_json, success
 from veil.coordinator.service import ActivationRequest, CoordinatorService
 from veil.errors import AuthorizationError, ProtocolError
 from veil.manifest import RenderedParameters
-
-
-def _b64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise ProtocolError(f"{what} must be a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ProtocolError(f"{what} is not valid base64") from None
 
 
 def _params(p: RenderedParameters) -> dict[str, Any]:
@@ -51,8 +41,8 @@ def mesh_api(service: CoordinatorService) -> Starlette:
         req = ActivationRequest(
             marble_type=marble_type,
             uuid=uuid,
-            csr_der=_b64(body.get("csr"), "csr"),
-            evidence=Evidence(tee=tee, raw=_b64(body.get("evidence"), "evidence")),
+            csr_der=b64_field(body.get("csr"), "csr"),
+            evidence=Evidence(tee=tee, raw=b64_field(body.get("evidence"), "evidence")),
         )
         result = await run_in_threadpool(service.activate, req)
         return success(
