@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -54,9 +55,11 @@ def _raise_for(resp: httpx.Response) -> Any:
     try:
         doc = resp.json()
     except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
         raise ProtocolError(
             f"the coordinator answered HTTP {resp.status_code} without a JSend body"
-        ) from None
+        )
     if resp.status_code == 200 and doc.get("status") == "success":
         return doc.get("data")
     message = str(doc.get("message") or f"HTTP {resp.status_code}")
@@ -110,8 +113,12 @@ def verify_coordinator(
     intermediate, root = chain
     verify_issued_by(intermediate, root, now)
     root_der = root.public_bytes(serialization.Encoding.DER)
+    try:
+        raw_quote = base64.b64decode(str(data.get("quote", "")), validate=True)
+    except (ValueError, binascii.Error):
+        raise ProtocolError("the coordinator's quote is not valid base64") from None
     claims = verify(
-        Evidence(tee=data["tee"], raw=base64.b64decode(str(data.get("quote", "")))),
+        Evidence(tee=data["tee"], raw=raw_quote),
         policy,
         trust_anchors=trust_anchors,
         expected_report_data=coordinator_report_data(root_der, nonce),

@@ -308,7 +308,10 @@ class CoordinatorService:
     def marble_parameters(self, cert_der: bytes) -> RenderedParameters:
         """Parameters of an activated marble authenticated by its marble certificate."""
         manifest = self._require_manifest()
-        cert = x509.load_der_x509_certificate(cert_der)
+        try:
+            cert = x509.load_der_x509_certificate(cert_der)
+        except ValueError:
+            raise VerificationError("the client certificate does not parse") from None
         verify_issued_by(cert, self._pki.intermediate.cert, self._clock())
         uuid, marble_type = marble_identity(cert)
         if self._store.get(f"marbles/{uuid}") is None:
