@@ -12,7 +12,7 @@ import logging
 import click
 
 from veil import __version__
-from veil.cli import admin, client, demo, owner, service
+from veil.cli import admin, attest, client, demo, owner, service
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +33,7 @@ def cli(debug: bool) -> None:
 
 owner.register(cli)
 admin.register(cli)
+attest.register(cli)
 service.register(cli)
 client.register(cli)
 demo.register(cli)

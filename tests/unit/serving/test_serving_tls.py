@@ -109,9 +109,13 @@ def test_client_certificates_are_required_with_a_client_ca(
 
 def test_rest_context_is_tls12_plus_and_leaves_no_descriptor(pki: Pki) -> None:
     """The REST context refuses TLS < 1.2, and the in-memory key file is closed after loading."""
-    descriptors = Path("/proc/self/fd")
-    before = set(descriptors.iterdir())
     context = rest_ssl_context(pki.server)
-    assert set(descriptors.iterdir()) == before
+    targets = []
+    for descriptor in Path("/proc/self/fd").iterdir():
+        try:
+            targets.append(str(descriptor.readlink()))
+        except OSError:  # closed meanwhile by another thread
+            continue
+    assert not [target for target in targets if "veil-tls" in target]
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     assert context.verify_mode == ssl.CERT_NONE
