@@ -11,7 +11,7 @@ from veil.attestation._binding import (
 )
 from veil.attestation._model import REPORT_DATA_SIZE, TEE_KINDS, Claims, Evidence, TEEKind
 from veil.attestation._policy import DEFAULT_TCB_STATUSES, Policy, check_claims
-from veil.attestation._verify import TrustAnchors, verify
+from veil.attestation._verify import Collateral, TrustAnchors, verify, verify_evidence
 from veil.attestation.backends.simulated_platform import (
     SimulatedIdentity,
     SimulatedPlatform,
@@ -23,6 +23,7 @@ __all__ = [
     "REPORT_DATA_SIZE",
     "TEE_KINDS",
     "Claims",
+    "Collateral",
     "Evidence",
     "Policy",
     "SimulatedIdentity",
@@ -35,4 +36,5 @@ __all__ = [
     "marble_report_data",
     "measure",
     "verify",
+    "verify_evidence",
 ]

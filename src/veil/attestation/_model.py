@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-TEEKind = Literal["sgx", "tdx", "sev-snp", "simulated"]
-TEE_KINDS: tuple[TEEKind, ...] = ("sgx", "tdx", "sev-snp", "simulated")
+TEEKind = Literal["sgx", "tdx", "sev-snp", "nvidia", "simulated"]
+TEE_KINDS: tuple[TEEKind, ...] = ("sgx", "tdx", "sev-snp", "nvidia", "simulated")
 REPORT_DATA_SIZE = 64
 MAX_EVIDENCE_SIZE = 64 * 1024
 
@@ -37,6 +38,7 @@ class Claims:
     report_data: bytes
     tcb_status: str = "UpToDate"
     advisories: tuple[str, ...] = field(default_factory=tuple)
+    fields: Mapping[str, object] = field(default_factory=dict)
 
     def describe(self) -> dict[str, object]:
         """A JSON-friendly view (hex for bytes) for logs and CLI output; holds no secrets."""

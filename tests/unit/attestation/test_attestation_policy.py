@@ -91,7 +91,7 @@ def test_to_dict_round_trips_through_from_dict() -> None:
     [
         ({"UniqueID": UNIQUE_HEX, "MRENCLAVE": UNIQUE_HEX}, "unknown policy key"),
         ({"UniqueID": "zz" * 32}, "not hex"),
-        ({"UniqueID": "ab" * 31}, "32 bytes"),
+        ({"UniqueID": "ab" * 31}, "32 or 48 bytes"),
         ({"UniqueID": 12}, "hex string"),
         ({"TEE": "nitro", "UniqueID": UNIQUE_HEX}, "TEE must be one of"),
         ({"UniqueID": UNIQUE_HEX, "Debug": "false"}, "Debug"),

@@ -117,12 +117,25 @@ def verify_simulated(raw: bytes, *, trust_anchor_der: bytes, now: dt.datetime) -
     debug = doc.get("debug")
     if not isinstance(debug, bool):
         raise _fail("claims", "claim debug must be true or false")
+    unique_id = _hex(doc, "unique_id", 32)
+    signer_id = _hex(doc, "signer_id", 32)
+    product_id = _uint(doc, "product_id")
+    security_version = _uint(doc, "security_version")
+    report_data = _hex(doc, "report_data", REPORT_DATA_SIZE)
     return Claims(
         tee="simulated",
-        unique_id=_hex(doc, "unique_id", 32),
-        signer_id=_hex(doc, "signer_id", 32),
-        product_id=_uint(doc, "product_id"),
-        security_version=_uint(doc, "security_version"),
+        unique_id=unique_id,
+        signer_id=signer_id,
+        product_id=product_id,
+        security_version=security_version,
         debug=debug,
-        report_data=_hex(doc, "report_data", REPORT_DATA_SIZE),
+        report_data=report_data,
+        fields={
+            "unique_id": unique_id.hex(),
+            "signer_id": signer_id.hex(),
+            "product_id": product_id,
+            "security_version": security_version,
+            "debug": debug,
+            "report_data": report_data.hex(),
+        },
     )
