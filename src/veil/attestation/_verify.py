@@ -84,12 +84,14 @@ def verify_evidence(
             )
         return claims
     if evidence.tee == "sev-snp":
-        from veil.attestation.backends.sev_snp import verify_snp_report
+        from veil.attestation.backends.sev_snp import split_snp_evidence, verify_snp_report
 
+        report, carried = split_snp_evidence(evidence.raw)
+        certs = (*collateral.certs, *carried)
         _need(trust_anchors.amd_roots_der, "the pinned AMD ARK")
-        _need(collateral.certs, "the VCEK or VLEK certificate")
+        _need(certs, "the VCEK or VLEK certificate")
         return verify_snp_report(
-            evidence.raw, certs=collateral.certs, trust_anchors=trust_anchors.amd_roots_der, now=now
+            report, certs=certs, trust_anchors=trust_anchors.amd_roots_der, now=now
         )
     if evidence.tee == "nvidia":
         from veil.attestation.backends.nvidia import verify_nvidia_evidence

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import cast
 
@@ -75,10 +76,13 @@ def _load_certs(path: Path) -> tuple[bytes, ...]:
 
     data = read_file(path, "certificate file")
     try:
-        if b"-----BEGIN" in data:
-            certs = x509.load_pem_x509_certificates(data)
-        else:
-            certs = [x509.load_der_x509_certificate(data)]
+        # AMD's real VCEKs carry non-positive serial numbers; cryptography warns about them.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*serial number.*", category=UserWarning)
+            if b"-----BEGIN" in data:
+                certs = x509.load_pem_x509_certificates(data)
+            else:
+                certs = [x509.load_der_x509_certificate(data)]
     except ValueError:
         raise ConfigurationError(f"{path} holds no PEM or DER certificate") from None
     return tuple(c.public_bytes(serialization.Encoding.DER) for c in certs)
@@ -206,7 +210,7 @@ def attest_verify(
         console.print(
             "[yellow]warning: accepted SIMULATED-TEE evidence (no hardware protection)[/]"
         )
-    result = {
+    result: dict[str, object] = {
         "ok": True,
         "tee": claims.tee,
         "tcb_status": claims.tcb_status,

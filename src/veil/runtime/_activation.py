@@ -18,7 +18,15 @@ from typing import Any
 import httpx
 
 from veil._net import client_ssl_context
-from veil.attestation import SimulatedIdentity, SimulatedPlatform, marble_report_data, measure
+from veil.attestation import (
+    Evidence,
+    SimulatedIdentity,
+    SimulatedPlatform,
+    TEEKind,
+    marble_report_data,
+    measure,
+)
+from veil.attestation.issuers import ConfigfsTsmIssuer, EvidenceIssuer, GramineIssuer
 from veil.errors import (
     AuthorizationError,
     ConfigurationError,
@@ -46,6 +54,8 @@ class MarbleSettings:
     simulated_platform: Path | None = None
     entry_point: str = "serve"
     measured_files: tuple[Path, ...] = ()
+    tee: str = "simulated"
+    device_root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -102,12 +112,42 @@ def _jsend(resp: httpx.Response) -> Any:
     raise Error(f"the coordinator refused: {message} (HTTP {resp.status_code})")
 
 
+def _issuer(settings: MarbleSettings) -> EvidenceIssuer:
+    """The evidence issuer of the TEE this marble runs in (explicit; never a fallback)."""
+    if settings.tee == "simulated":
+        if settings.simulated_platform is None:
+            raise ConfigurationError("--tee simulated needs --simulated-platform DIR")
+        return _SimulatedIssuer(
+            SimulatedPlatform(settings.simulated_platform),
+            SimulatedIdentity(
+                unique_id=measure(settings.entry_point, extra_files=settings.measured_files)
+            ),
+        )
+    if settings.tee == "gramine":
+        return GramineIssuer(settings.device_root or Path("/dev/attestation"))
+    if settings.tee in ("tdx", "sev-snp"):
+        return ConfigfsTsmIssuer(
+            settings.device_root or Path("/sys/kernel/config/tsm/report"),
+            provider="tdx_guest" if settings.tee == "tdx" else "sev_guest",
+        )
+    raise ConfigurationError(
+        f"unknown TEE {settings.tee!r}: use simulated, gramine, tdx or sev-snp"
+    )
+
+
+class _SimulatedIssuer:
+    def __init__(self, platform: SimulatedPlatform, identity: SimulatedIdentity) -> None:
+        self.platform = platform
+        self.identity = identity
+        self.tee: TEEKind = "simulated"
+
+    def issue(self, report_data: bytes) -> Evidence:
+        return self.platform.issue(self.identity, report_data)
+
+
 def activate(settings: MarbleSettings) -> Activation:
     """Activate once: make a key and CSR, bind them into evidence, ask the coordinator."""
-    if settings.simulated_platform is None:
-        raise ConfigurationError(
-            "only the simulated TEE is available here: give --simulated-platform"
-        )
+    issuer = _issuer(settings)
     if settings.coordinator_root_pem is None:
         log.warning(
             "THE COORDINATOR IS NOT AUTHENTICATED: no coordinator root certificate was given, "
@@ -117,11 +157,7 @@ def activate(settings: MarbleSettings) -> Activation:
     uuid = _load_uuid(settings.uuid_file)
     key = generate_key()
     csr = build_csr(key, common_name=uuid, dns_names=settings.dns_names)
-    platform = SimulatedPlatform(settings.simulated_platform)
-    identity = SimulatedIdentity(
-        unique_id=measure(settings.entry_point, extra_files=settings.measured_files)
-    )
-    evidence = platform.issue(identity, marble_report_data(spki_der(key.public_key())))
+    evidence = issuer.issue(marble_report_data(spki_der(key.public_key())))
     body = {
         "marbleType": settings.marble_type,
         "uuid": uuid,

@@ -1,0 +1,1 @@
+"""Collateral sources: offline directories and the online PCS/PCCS + AMD KDS client."""

@@ -1,0 +1,1 @@
+"""NVIDIA Hopper SPDM evidence verification against real vectors."""
