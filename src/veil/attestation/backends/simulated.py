@@ -40,9 +40,12 @@ def _b64(value: object, step: str, what: str) -> bytes:
     if not isinstance(value, str):
         raise _fail(step, f"{what} must be a base64 string")
     try:
-        return base64.b64decode(value, validate=True)
+        decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise _fail(step, f"{what} is not valid base64") from None
+    if base64.b64encode(decoded).decode() != value:
+        raise _fail(step, f"{what} is not canonical base64")
+    return decoded
 
 
 def _hex(doc: dict[str, object], key: str, size: int) -> bytes:
