@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-quick fmt protos clean
+.PHONY: demo test lint bench bench-quick fmt protos clean test-etcd test-deploy
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,11 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+test-etcd: $(STAMP)
+	bash scripts/install-etcd.sh
+	VEIL_REQUIRE_ETCD=1 $(BIN)/python -m pytest -q tests/integration/test_etcd_store.py
+
+test-deploy: $(STAMP)
+	bash scripts/install-deploy-tools.sh
+	VEIL_REQUIRE_DEPLOY_TOOLS=1 $(BIN)/python -m pytest -q tests/deploy
