@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-quick fmt protos clean test-etcd test-deploy
+.PHONY: demo test lint bench bench-quick fmt protos clean test-etcd test-deploy test-tensorflow
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,17 @@ test-etcd: $(STAMP)
 test-deploy: $(STAMP)
 	bash scripts/install-deploy-tools.sh
 	VEIL_REQUIRE_DEPLOY_TOOLS=1 $(BIN)/python -m pytest -q tests/deploy
+
+VENV_TF := .venv-tf
+TF_STAMP := $(VENV_TF)/.installed-stamp
+
+$(TF_STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV_TF)
+	$(VENV_TF)/bin/python -m pip install --quiet --upgrade pip==26.3 || $(VENV_TF)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_TF)/bin/python -m pip install --quiet -c constraints.txt -e '.[dev,tensorflow]'
+	$(VENV_TF)/bin/python -m pip install --quiet --no-deps tensorflow-serving-api==2.21.0
+	touch $(TF_STAMP)
+
+# TF Serving's own SavedModels and the tensorflow-serving-api stubs against veil (own venv: TF is big).
+test-tensorflow: $(TF_STAMP)
+	$(VENV_TF)/bin/python -m pytest -q -p no:cacheprovider tests/tensorflow

@@ -51,7 +51,7 @@ def simulated_platform_init(directory: Path) -> None:
 
 
 @attest_group.command("measure")
-@click.option("--entry", type=click.Choice(["coordinator", "serve"]), required=True)
+@click.option("--entry", type=click.Choice(["coordinator", "serve", "run"]), required=True)
 @click.option(
     "--extra-file",
     "extra_files",

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import ssl
 from pathlib import Path
+from typing import Any
 
 import click
-import httpx
+import numpy as np
 
 from veil.attestation import Policy, TrustAnchors
 from veil.cli._common import coordinator_option, handle_errors, out, read_file
-from veil.client import CoordinatorClient, verify_coordinator
-from veil.errors import NetworkError, ProtocolError
+from veil.client import CoordinatorClient, InferenceClient, verify_coordinator
+from veil.errors import ProtocolError
 
 
 @click.command("verify")
@@ -72,7 +72,9 @@ def verify(
 
 
 @click.command("predict")
-@click.option("--server", required=True, help="Inference REST address HOST:PORT.")
+@click.option(
+    "--server", required=True, help="Inference address HOST:PORT (REST, or gRPC with --grpc)."
+)
 @click.option("--model", "model_name", required=True)
 @click.option(
     "--coordinator-cert",
@@ -87,24 +89,55 @@ def verify(
     required=True,
     help='JSON file: a TF Serving request body, e.g. {"instances": [...]}.',
 )
+@click.option("--grpc", "use_grpc", is_flag=True, help="Use TF Serving gRPC Predict.")
+@click.option(
+    "--input-name",
+    help="With --grpc and an 'instances' body: the model input the instances feed.",
+)
 @handle_errors
-def predict(server: str, model_name: str, coordinator_cert: Path, instances_file: Path) -> None:
-    """Send a TF Serving REST :predict request over TLS pinned to the coordinator root."""
-    ctx = ssl.create_default_context(cadata=read_file(coordinator_cert, "certificate").decode())
-    body = read_file(instances_file, "request")
+def predict(
+    server: str,
+    model_name: str,
+    coordinator_cert: Path,
+    instances_file: Path,
+    use_grpc: bool,
+    input_name: str | None,
+) -> None:
+    """Send a TF Serving :predict request over TLS pinned to the coordinator root."""
+    root = read_file(coordinator_cert, "certificate")
     try:
-        resp = httpx.post(
-            f"https://{server}/v1/models/{model_name}:predict",
-            content=body,
-            headers={"content-type": "application/json"},
-            verify=ctx,
-            timeout=60,
+        body = json.loads(read_file(instances_file, "request"))
+    except ValueError:
+        raise ProtocolError(f"{instances_file} is not JSON") from None
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{instances_file} must hold a JSON object")
+    if not use_grpc:
+        with InferenceClient.from_verified_root(server, root_pem=root) as rest:
+            click.echo(json.dumps(rest.predict_json(model_name, body)))
+        return
+    if isinstance(body.get("inputs"), dict):
+        inputs = {name: _array(value) for name, value in body["inputs"].items()}
+    elif "instances" in body and input_name:
+        inputs = {input_name: _array(body["instances"])}
+    else:
+        raise click.UsageError(
+            'with --grpc give {"inputs": {"name": [...]}} or "instances" with --input-name'
         )
-    except httpx.HTTPError as exc:
-        raise NetworkError(f"cannot reach the inference server at {server}: {exc}") from None
-    if resp.status_code != 200:
-        raise ProtocolError(f"the server answered HTTP {resp.status_code}: {resp.text}")
-    out.print(resp.text)
+    with InferenceClient.from_verified_root(server, root_pem=root, protocol="grpc") as grpc_client:
+        outputs = grpc_client.predict(
+            model_name, inputs, signature_name=str(body.get("signature_name", ""))
+        )
+    click.echo(json.dumps({"outputs": {name: value.tolist() for name, value in outputs.items()}}))
+
+
+def _array(value: object) -> Any:
+    """JSON numbers as float32 (or int64 when every value is an integer)."""
+    array = np.asarray(value)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64)
+    if array.dtype.kind == "b":
+        return array
+    return array.astype(np.float32)
 
 
 def register(cli: click.Group) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import dataclasses
 import json
 import logging
 import signal
@@ -55,15 +56,7 @@ async def run_marble_server(
         private_key_pem=activation.private_key_pem,
         client_ca_pem=activation.marble_root_pem if require_client_cert else None,
     )
-    server = InferenceServer(
-        ServingConfig(
-            models=serving.models,
-            host=serving.host,
-            rest_port=serving.rest_port,
-            grpc_port=serving.grpc_port,
-            tls=tls,
-        )
-    )
+    server = InferenceServer(dataclasses.replace(serving, tls=tls))
     await server.start()
     ready = {"rest_port": server.rest_port, "grpc_port": server.grpc_port, "uuid": activation.uuid}
     log.info("serving", extra={"event": "ready", **ready})

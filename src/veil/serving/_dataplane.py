@@ -20,15 +20,15 @@ from veil.errors import (
     VerificationError,
 )
 from veil.serving._dtypes import by_numpy
-from veil.serving._onnx import OnnxModel, TensorSpec
+from veil.serving._metrics import Metrics
+from veil.serving._onnx import TensorSpec
 from veil.serving._repository import ModelRepository, VersionStatus
+from veil.serving._runtime import DEFAULT_SIGNATURE, PREDICT_METHOD, Servable, Signature
 
-__all__ = ["DEFAULT_SIGNATURE", "DataPlane", "Resolved", "tf_code"]
+__all__ = ["DEFAULT_SIGNATURE", "PREDICT_METHOD", "DataPlane", "Resolved", "tf_code"]
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
 _INLINE_ELEMENTS = 4096
 
 Array = np.ndarray[Any, Any]
@@ -40,7 +40,22 @@ class Resolved:
 
     name: str
     version: int
-    model: OnnxModel
+    model: Servable
+
+    def signature(self, name: str, method: str | None = None) -> Signature:
+        """The named signature ("" = serving_default); TF Serving's errors when missing."""
+        key = name or DEFAULT_SIGNATURE
+        signature = self.model.signatures.get(key)
+        if signature is None:
+            raise ProtocolError(f'Serving signature name: "{key}" not found in signature def')
+        if method is not None and signature.method_name != method:
+            kind = method.rsplit("/", 1)[-1]
+            noun = {"classify": "classification", "regress": "regression"}.get(kind, kind)
+            raise ProtocolError(
+                f"Expected {noun} signature method_name to be {method}. Was: "
+                f"{signature.method_name}"
+            )
+        return signature
 
 
 class DataPlane:
@@ -48,13 +63,20 @@ class DataPlane:
 
     def __init__(self, repository: ModelRepository) -> None:
         self._repository = repository
+        self.batchers: dict[str, Any] = {}
+        self.metrics = Metrics()
+
+    @property
+    def repository(self) -> ModelRepository:
+        """The model repository."""
+        return self._repository
 
     def resolve(
         self, name: str, *, version: int | None = None, label: str | None = None
     ) -> Resolved:
-        """The servable for ``name`` (latest, a version, or a label; no labels are configured)."""
+        """The servable for ``name``: the latest, a version, or a configured label."""
         if label is not None:
-            raise ProtocolError(f"Unrecognized servable version label: {label}")
+            version = self._repository.resolve_label(name, label)
         number, model = self._repository.available(name, version)
         return Resolved(name, number, model)
 
@@ -63,47 +85,47 @@ class DataPlane:
     ) -> list[VersionStatus]:
         """Version statuses for the model status APIs."""
         if label is not None:
-            raise ProtocolError(f"Unrecognized servable version label: {label}")
+            version = self._repository.resolve_label(name, label)
         return self._repository.statuses(name, version)
 
     def ready(self) -> bool:
         """Whether every configured model is available."""
         return all(state == "AVAILABLE" for state in self._repository.summary().values())
 
-    @staticmethod
-    def check_signature(signature_name: str) -> str:
-        """The signature to use; ONNX models have exactly one, ``serving_default``."""
-        if signature_name in ("", DEFAULT_SIGNATURE):
-            return DEFAULT_SIGNATURE
-        raise ProtocolError(
-            f'Serving signature name: "{signature_name}" not found in signature def'
-        )
-
     async def predict(
         self,
         target: Resolved,
         inputs: Mapping[str, Array],
         output_filter: Sequence[str] = (),
+        *,
+        signature: Signature | None = None,
     ) -> dict[str, Array]:
-        """Validate ``inputs`` against the model and run it off the event loop (unless tiny)."""
+        """Validate ``inputs`` against the signature and run it off the event loop (unless tiny)."""
+        signature = signature or target.signature("")
         model = target.model
-        feeds = _validated(target.name, model.inputs, inputs)
-        names = _output_names(model.outputs, output_filter)
+        strict = model.platform != "tensorflow_savedmodel"  # TF checks shapes itself
+        feeds = _validated(target.name, signature.inputs, inputs, strict_shapes=strict)
+        names = _output_names(signature.outputs, output_filter)
+        batcher = self.batchers.get(target.name)
+        if batcher is not None and signature.key == DEFAULT_SIGNATURE:
+            results = await batcher.run(target, signature, feeds, names)
+            return dict(zip(names, results, strict=True))
         elements = sum(array.size for array in feeds.values())
         try:
             if model.inline and elements <= _INLINE_ELEMENTS:
-                results = model.run(feeds, names)
+                results = model.run(signature, feeds, names)
             else:
-                results = await asyncio.to_thread(model.run, feeds, names)
-        except Exception as exc:  # onnxruntime's errors are not a common class
-            if type(exc).__module__.startswith("onnxruntime"):
+                results = await asyncio.to_thread(model.run, signature, feeds, names)
+        except Exception as exc:  # runtimes' errors are not a common class
+            module = type(exc).__module__
+            if module.startswith(("onnxruntime", "tensorflow")):
                 raise ProtocolError(f"Inference failed: {_first_line(exc)}") from exc
             raise
         return {name: np.asarray(result) for name, result in zip(names, results, strict=True)}
 
 
 def _validated(
-    model: str, specs: Sequence[TensorSpec], inputs: Mapping[str, Array]
+    model: str, specs: Sequence[TensorSpec], inputs: Mapping[str, Array], *, strict_shapes: bool
 ) -> dict[str, Array]:
     expected = {spec.name for spec in specs}
     extra, missing = sorted(set(inputs) - expected), sorted(expected - set(inputs))
@@ -122,7 +144,7 @@ def _validated(
             raise ProtocolError(
                 f"Expects arg[{index}] to be {spec.dtype.tf_name} but {got} is provided"
             )
-        if spec.shape is not None and not _shape_ok(spec.shape, array.shape):
+        if strict_shapes and spec.shape is not None and not _shape_ok(spec.shape, array.shape):
             raise ProtocolError(
                 f"Input {spec.name} has shape {_text(array.shape)} but the model expects "
                 f"{spec.shape_text()} (-1 = any size)."
@@ -179,3 +201,24 @@ def tf_code(exc: Error) -> str:
         if isinstance(exc, kind):
             return code
     return "INTERNAL"
+
+
+async def run_examples(
+    dataplane: DataPlane, target: Resolved, signature_name: str, method: str, examples: list[bytes]
+) -> Any:
+    """Classify or regress serialized Examples with a signature of ``method``."""
+    from veil.serving._examples import input_alias, to_results
+
+    signature = target.signature(signature_name, method)
+    alias = input_alias(signature.inputs)
+    batch = np.empty(len(examples), dtype=object)
+    batch[:] = examples
+    names = [spec.name for spec in signature.outputs]
+    try:
+        results = await asyncio.to_thread(target.model.run, signature, {alias: batch}, names)
+    except Exception as exc:  # runtimes' errors are not a common class
+        if type(exc).__module__.startswith(("onnxruntime", "tensorflow")):
+            raise ProtocolError(f"Inference failed: {_first_line(exc)}") from exc
+        raise
+    outputs = {name: np.asarray(value) for name, value in zip(names, results, strict=True)}
+    return to_results(method, outputs, len(examples))

@@ -29,6 +29,12 @@ class TensorSpec:
     name: str
     dtype: DType
     shape: tuple[int | None, ...] | None  # None = unknown rank
+    tensor_name: str = ""  # the graph tensor (TensorInfo.name); "<name>:0" when empty
+
+    @property
+    def graph_name(self) -> str:
+        """TensorInfo.name, as the metadata APIs report it."""
+        return self.tensor_name or f"{self.name}:0"
 
     def shape_text(self) -> str:
         """The shape as TF writes it, e.g. ``[-1,64]``."""
@@ -38,7 +44,9 @@ class TensorSpec:
 
 
 class OnnxModel:
-    """A loaded ONNX model: its input/output specs and a thread-safe ``run``."""
+    """A loaded ONNX model: one ``serving_default`` predict signature and a thread-safe ``run``."""
+
+    platform = "onnx_onnxv1"
 
     def __init__(self, model_bytes: bytes, *, label: str) -> None:
         """Build an onnxruntime session from ``model_bytes`` (never from a file path).
@@ -71,8 +79,23 @@ class OnnxModel:
             raise ConfigurationError(f"{label} has no tensor outputs that can be served.")
         self.outputs = tuple(outputs)
         self.inline = len(model_bytes) <= _INLINE_MODEL_BYTES
+        from veil.serving._runtime import DEFAULT_SIGNATURE, PREDICT_METHOD, Signature
 
-    def run(self, feeds: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str]) -> list[Any]:
+        self.signatures = {
+            DEFAULT_SIGNATURE: Signature(
+                DEFAULT_SIGNATURE, PREDICT_METHOD, self.inputs, self.outputs
+            )
+        }
+
+    def signature_def_map(self) -> bytes:
+        """A synthesized ``serving_default`` predict SignatureDefMap, serialized."""
+        from veil.serving._signatures import signature_def_map
+
+        return signature_def_map(self.signatures)
+
+    def run(
+        self, signature: Any, feeds: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str]
+    ) -> list[Any]:
         """Run the model; may be called from several threads at once (onnxruntime is re-entrant)."""
         return list(self._session.run(list(outputs), dict(feeds)))
 
@@ -85,9 +108,7 @@ def _spec(arg: Any, label: str, kind: str) -> TensorSpec:
             "numeric, bool or string elements can be served."
         )
     shape = arg.shape
-    dims = (
-        None
-        if shape is None
-        else tuple(d if isinstance(d, int) and d >= 0 else None for d in shape)
-    )
+    # onnxruntime reports an input without a shape (any rank) as [], like a scalar; treat both as
+    # unknown rank and let onnxruntime check scalars itself.
+    dims = None if not shape else tuple(d if isinstance(d, int) and d >= 0 else None for d in shape)
     return TensorSpec(name=arg.name, dtype=dtype, shape=dims)

@@ -12,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from veil.errors import ProtocolError
-from veil.serving._dataplane import DataPlane
-from veil.serving._http import error_response, guarded, json_response, read_body
+from veil.serving._dataplane import DataPlane, run_examples
+from veil.serving._examples import Classification, examples_from_json
+from veil.serving._http import guarded, json_response, read_body
 from veil.serving._json_tensors import columnar_inputs, dumps, json_value, loads, row_inputs
+from veil.serving._runtime import CLASSIFY_METHOD, REGRESS_METHOD
 from veil.serving._tfs_protos import model_spec, signature_def_map, status_response, to_json_dict
 
 __all__ = ["TfServingRest"]
@@ -50,8 +52,7 @@ class TfServingRest:
             name, version, label = _target(match)
             verb = match.group(4).lower()
             if verb != "predict":
-                body = f"{verb} is not supported for ONNX models; use predict."
-                return error_response(body, 501)
+                return await self._examples(request, name, version, label, verb)
             return await self._predict(request, name, version, label)
         if method == "GET" and _MODELS.fullmatch(path):
             raise ProtocolError("Missing model name in request.")
@@ -74,7 +75,7 @@ class TfServingRest:
         signature_name = document.get("signature_name", "")
         if not isinstance(signature_name, str):
             raise ProtocolError("'signature_name' key must be a string value.")
-        self._dataplane.check_signature(signature_name)
+        signature = target.signature(signature_name)
         row = "instances" in document
         if row and "inputs" in document:
             raise ProtocolError(
@@ -82,14 +83,34 @@ class TfServingRest:
             )
         if not row and "inputs" not in document:
             raise ProtocolError("Missing 'inputs' or 'instances' key")
-        specs = target.model.inputs
+        specs = signature.inputs
         if row:
             inputs = row_inputs(document["instances"], specs)
         else:
             inputs = columnar_inputs(document["inputs"], specs)
-        outputs = await self._dataplane.predict(target, inputs)
+        outputs = await self._dataplane.predict(target, inputs, signature=signature)
         answer = _predictions(outputs) if row else _columns(outputs)
         return json_response(None, body=dumps(answer, arrays=outputs.values()))
+
+    async def _examples(
+        self, request: Request, name: str, version: int | None, label: str | None, verb: str
+    ) -> Response:
+        body = await read_body(request, self._limit)
+        target = self._dataplane.resolve(name, version=version, label=label)
+        document = loads(body)
+        if not isinstance(document, dict):
+            raise ProtocolError("JSON Parse error: the request body must be a JSON object.")
+        signature_name = document.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise ProtocolError("'signature_name' key must be a string value.")
+        method = CLASSIFY_METHOD if verb == "classify" else REGRESS_METHOD
+        examples = examples_from_json(document)
+        result = await run_examples(self._dataplane, target, signature_name, method, examples)
+        if isinstance(result, Classification):
+            answer: Any = [[[label_, score] for label_, score in row] for row in result.classes]
+        else:
+            answer = result
+        return json_response({"results": answer})
 
     def _metadata(self, name: str, version: int | None, label: str | None) -> Response:
         target = self._dataplane.resolve(name, version=version, label=label)

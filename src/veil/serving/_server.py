@@ -15,7 +15,7 @@ import uvicorn
 
 from veil.errors import ConfigurationError, NotFoundError, StateError
 from veil.serving._app import rest_app
-from veil.serving._config import ServingConfig
+from veil.serving._config import ModelConfig, ServingConfig
 from veil.serving._dataplane import DataPlane
 from veil.serving._grpc import add_services, server_options
 from veil.serving._repository import ModelRepository
@@ -57,6 +57,7 @@ class InferenceServer:
         self._ports = (0, 0)
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
+        self._poll_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load plaintext models and bind the REST and gRPC listeners (port 0 = any free port)."""
@@ -75,6 +76,15 @@ class InferenceServer:
             self._ports = (rest_port, grpc_port)
             early, self._early_keys = self._early_keys, []
         _log.info("serving", extra={"rest_port": rest_port, "grpc_port": grpc_port})
+        if self._config.file_system_poll_wait_s > 0:
+            self._poll_task = asyncio.create_task(
+                self._poll_forever(self._config.file_system_poll_wait_s)
+            )
+        for model in self._config.models:
+            if model.batching is not None:
+                from veil.serving._batching import Batcher
+
+                self._dataplane.batchers[model.name] = Batcher(model.batching)
         for name, key in early:
             self._apply_key(name, key)
 
@@ -105,6 +115,14 @@ class InferenceServer:
                 return
             self._loop.call_soon_threadsafe(self._apply_key, model_name, key)
 
+    async def reload_models(self, models: tuple[ModelConfig, ...]) -> None:
+        """Replace the served model list (as TF Serving's HandleReloadConfigRequest does)."""
+        await self._repository.reconfigure(models)
+
+    async def poll_models(self) -> None:
+        """Scan the base paths now for new or removed versions, and wait for the loads."""
+        await self._repository.poll(wait=True)
+
     async def wait_loaded(self, model_name: str, timeout: float) -> None:  # noqa: ASYNC109 - public API
         """Wait until ``model_name`` is being served; StateError on a load error or timeout."""
         await self._repository.wait_loaded(model_name, timeout)
@@ -116,6 +134,8 @@ class InferenceServer:
     async def stop(self) -> None:
         """Stop both listeners (in-flight requests get a few seconds) and pending loads."""
         self._stopped = True
+        if self._poll_task is not None:
+            self._poll_task.cancel()
         if self._rest is not None and self._rest_task is not None:
             self._rest.should_exit = True
             with contextlib.suppress(Exception):
@@ -147,7 +167,12 @@ class InferenceServer:
 
     async def _start_rest(self) -> int:
         config = self._config
-        app = rest_app(self._dataplane, max_request_bytes=config.max_request_bytes)
+        app = rest_app(
+            self._dataplane,
+            max_request_bytes=config.max_request_bytes,
+            cors=config.cors,
+            metrics=config.metrics,
+        )
         uv_config = uvicorn.Config(
             app,
             log_config=None,
@@ -197,12 +222,24 @@ class InferenceServer:
 
     def _apply_key(self, model_name: str | None, key: bytes) -> None:
         waiting = self._repository.encrypted_waiting(model_name)
+        names = [model_name] if model_name is not None else self._repository.names()
+        for name in names:
+            if model_name is not None or self._repository.has_encrypted(name):
+                self._repository.remember_key(name, key)
         if not waiting:
             _log.warning("key not used: no encrypted model is waiting", extra={"model": model_name})
-        for name in waiting:
-            task = asyncio.create_task(self._repository.load_encrypted(name, key))
+        for name, number in waiting:
+            task = asyncio.create_task(self._repository.load_encrypted(name, number, key))
             self._key_tasks.add(task)
             task.add_done_callback(self._key_tasks.discard)
+
+    async def _poll_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._repository.poll()
+            except Exception:  # noqa: BLE001 - one failed scan must not stop polling
+                _log.exception("polling the model base paths failed")
 
     def _require_started(self) -> tuple[int, int]:
         if self._ports == (0, 0):

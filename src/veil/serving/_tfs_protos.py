@@ -8,15 +8,9 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from veil.serving._dataplane import DEFAULT_SIGNATURE, PREDICT_METHOD
-from veil.serving._onnx import OnnxModel, TensorSpec
-from veil.serving._proto import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    meta_graph_pb2,
-    model_pb2,
-)
+from veil.serving._proto import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 from veil.serving._repository import VersionStatus
+from veil.serving._runtime import Servable
 
 __all__ = ["model_spec", "signature_def_map", "status_response", "to_json_dict"]
 
@@ -28,13 +22,10 @@ def model_spec(name: str, version: int, signature_name: str) -> model_pb2.ModelS
     return spec
 
 
-def signature_def_map(model: OnnxModel) -> get_model_metadata_pb2.SignatureDefMap:
-    """A synthesized ``serving_default`` predict signature for an ONNX model."""
+def signature_def_map(model: Servable) -> get_model_metadata_pb2.SignatureDefMap:
+    """The model's SignatureDefMap message."""
     signatures = get_model_metadata_pb2.SignatureDefMap()
-    signature = signatures.signature_def[DEFAULT_SIGNATURE]
-    signature.method_name = PREDICT_METHOD
-    _fill(signature.inputs, model.inputs)
-    _fill(signature.outputs, model.outputs)
+    signatures.ParseFromString(model.signature_def_map())
     return signatures
 
 
@@ -60,14 +51,3 @@ def to_json_dict(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-
-
-def _fill(target: Any, specs: Sequence[TensorSpec]) -> None:
-    for spec in specs:
-        info: meta_graph_pb2.TensorInfo = target[spec.name]
-        info.name = f"{spec.name}:0"
-        info.dtype = spec.dtype.tf_enum  # type: ignore[assignment]  # stubs want the enum type
-        if spec.shape is None:
-            info.tensor_shape.unknown_rank = True
-        for size in spec.shape or ():
-            info.tensor_shape.dim.add(size=-1 if size is None else size)

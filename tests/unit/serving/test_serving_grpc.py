@@ -190,8 +190,19 @@ def test_inconsistent_tensor_is_invalid_argument(channel: grpc.Channel) -> None:
     assert "tensor_content has 8 bytes" in message
 
 
-def test_classify_is_unimplemented(channel: grpc.Channel) -> None:
-    """Classify is not served and answers UNIMPLEMENTED."""
-    call = channel.unary_unary("/tensorflow.serving.PredictionService/Classify")
-    code, _ = _error(lambda: call(b"", timeout=10))
-    assert code == grpc.StatusCode.UNIMPLEMENTED
+def test_classify_on_onnx_is_a_missing_signature(channel: grpc.Channel) -> None:
+    """Classify on an ONNX model answers TF Serving's missing-signature error."""
+    from veil.serving._proto import classification_pb2
+
+    call = channel.unary_unary(
+        "/tensorflow.serving.PredictionService/Classify",
+        request_serializer=classification_pb2.ClassificationRequest.SerializeToString,
+        response_deserializer=classification_pb2.ClassificationResponse.FromString,
+    )
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "half_plus_two"
+    request.model_spec.signature_name = "classify_x_to_y"
+    request.input.example_list.examples.add().features.feature["x"].float_list.value.append(1.0)
+    code, message = _error(lambda: call(request, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message == 'Serving signature name: "classify_x_to_y" not found in signature def'

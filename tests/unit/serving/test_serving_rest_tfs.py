@@ -284,9 +284,17 @@ ERRORS = [
     (
         "POST",
         "/v1/models/half_plus_two:classify",
-        b'{"examples": []}',
-        501,
-        "classify is not supported for ONNX models; use predict.",
+        b'{"examples": [{"x": 1.0}]}',
+        400,
+        "Expected classification signature method_name to be tensorflow/serving/classify. "
+        "Was: tensorflow/serving/predict",
+    ),
+    (
+        "POST",
+        "/v1/models/half_plus_two:regress",
+        b'{"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}]}',
+        400,
+        'Serving signature name: "regress_x_to_y" not found in signature def',
     ),
 ]
 

@@ -5,7 +5,7 @@
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
 from google.protobuf import descriptor as _descriptor
-from google.protobuf import descriptor_pool as _descriptor_pool
+from veil.serving._proto._pool import POOL as _POOL
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
@@ -23,15 +23,16 @@ _sym_db = _symbol_database.Default()
 
 
 from veil.serving._proto import get_model_status_pb2 as veil_dot_serving_dot___proto_dot_get__model__status__pb2
+from veil.serving._proto import model_management_pb2 as veil_dot_serving_dot___proto_dot_model__management__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'veil/serving/_proto/model_service.proto\x12\x12tensorflow.serving\x1a*veil/serving/_proto/get_model_status.proto2w\n\x0cModelService\x12g\n\x0eGetModelStatus\x12).tensorflow.serving.GetModelStatusRequest\x1a*.tensorflow.serving.GetModelStatusResponseb\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n\'veil/serving/_proto/model_service.proto\x12\x12tensorflow.serving\x1a*veil/serving/_proto/get_model_status.proto\x1a*veil/serving/_proto/model_management.proto2\xe7\x01\n\x0cModelService\x12g\n\x0eGetModelStatus\x12).tensorflow.serving.GetModelStatusRequest\x1a*.tensorflow.serving.GetModelStatusResponse\x12n\n\x19HandleReloadConfigRequest\x12\'.tensorflow.serving.ReloadConfigRequest\x1a(.tensorflow.serving.ReloadConfigResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veil.serving._proto.model_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELSERVICE']._serialized_start=107
-  _globals['_MODELSERVICE']._serialized_end=226
+  _globals['_MODELSERVICE']._serialized_start=152
+  _globals['_MODELSERVICE']._serialized_end=383
 # @@protoc_insertion_point(module_scope)

@@ -5,7 +5,7 @@
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
 from google.protobuf import descriptor as _descriptor
-from google.protobuf import descriptor_pool as _descriptor_pool
+from veil.serving._proto._pool import POOL as _POOL
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
@@ -22,17 +22,20 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from veil.serving._proto import classification_pb2 as veil_dot_serving_dot___proto_dot_classification__pb2
 from veil.serving._proto import get_model_metadata_pb2 as veil_dot_serving_dot___proto_dot_get__model__metadata__pb2
+from veil.serving._proto import inference_pb2 as veil_dot_serving_dot___proto_dot_inference__pb2
 from veil.serving._proto import predict_pb2 as veil_dot_serving_dot___proto_dot_predict__pb2
+from veil.serving._proto import regression_pb2 as veil_dot_serving_dot___proto_dot_regression__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,veil/serving/_proto/prediction_service.proto\x12\x12tensorflow.serving\x1a,veil/serving/_proto/get_model_metadata.proto\x1a!veil/serving/_proto/predict.proto2\xd6\x01\n\x11PredictionService\x12R\n\x07Predict\x12\".tensorflow.serving.PredictRequest\x1a#.tensorflow.serving.PredictResponse\x12m\n\x10GetModelMetadata\x12+.tensorflow.serving.GetModelMetadataRequest\x1a,.tensorflow.serving.GetModelMetadataResponseb\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n,veil/serving/_proto/prediction_service.proto\x12\x12tensorflow.serving\x1a(veil/serving/_proto/classification.proto\x1a,veil/serving/_proto/get_model_metadata.proto\x1a#veil/serving/_proto/inference.proto\x1a!veil/serving/_proto/predict.proto\x1a$veil/serving/_proto/regression.proto2\xfc\x03\n\x11PredictionService\x12\x61\n\x08\x43lassify\x12).tensorflow.serving.ClassificationRequest\x1a*.tensorflow.serving.ClassificationResponse\x12X\n\x07Regress\x12%.tensorflow.serving.RegressionRequest\x1a&.tensorflow.serving.RegressionResponse\x12R\n\x07Predict\x12\".tensorflow.serving.PredictRequest\x1a#.tensorflow.serving.PredictResponse\x12g\n\x0eMultiInference\x12).tensorflow.serving.MultiInferenceRequest\x1a*.tensorflow.serving.MultiInferenceResponse\x12m\n\x10GetModelMetadata\x12+.tensorflow.serving.GetModelMetadataRequest\x1a,.tensorflow.serving.GetModelMetadataResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'veil.serving._proto.prediction_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PREDICTIONSERVICE']._serialized_start=150
-  _globals['_PREDICTIONSERVICE']._serialized_end=364
+  _globals['_PREDICTIONSERVICE']._serialized_start=267
+  _globals['_PREDICTIONSERVICE']._serialized_end=775
 # @@protoc_insertion_point(module_scope)
