@@ -143,7 +143,19 @@ from veil.serving import (
     default=Path("uuid"),
     show_default=True,
 )
-@click.option("--tee", envvar="VEIL_TEE", type=click.Choice(["simulated"]), default=None)
+@click.option(
+    "--tee",
+    envvar="VEIL_TEE",
+    type=click.Choice(["simulated", "gramine", "tdx", "sev-snp"]),
+    default=None,
+    help="TEE this marble runs in (explicit; no fallback).",
+)
+@click.option(
+    "--device-root",
+    envvar="VEIL_TEE_DEVICE_ROOT",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Gramine /dev/attestation or configfs-tsm report directory (default: the system path).",
+)
 @click.option(
     "--simulated-platform",
     envvar="VEIL_SIMULATED_PLATFORM",
@@ -181,6 +193,7 @@ def serve(
     coordinator_cert: Path | None,
     uuid_file: Path,
     tee: str | None,
+    device_root: Path | None,
     simulated_platform: Path | None,
     measured_files: tuple[Path, ...],
     require_client_cert: bool,
@@ -241,6 +254,8 @@ def serve(
         else None,
         simulated_platform=simulated_platform,
         measured_files=measured_files,
+        tee=tee,
+        device_root=device_root,
     )
     asyncio.run(
         run_marble_server(
