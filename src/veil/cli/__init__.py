@@ -12,7 +12,19 @@ import logging
 import click
 
 from veil import __version__
-from veil.cli import admin, attest, client, demo, owner, service
+from veil.cli import (  # noqa: F401 - model_tools attaches to `veil model` on import
+    admin,
+    attest,
+    certificate,
+    client,
+    demo,
+    manifest,
+    model_tools,
+    owner,
+    recover,
+    run,
+    service,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,8 +34,9 @@ def cli(debug: bool) -> None:
     """veil: confidential multi-stakeholder AI inference.
 
     \b
-    Model owner:       veil model …, veil secret set
-    Administrator:     veil coordinator run, veil manifest …, veil user new, veil attest …
+    Model owner:       veil model …, veil secret set|get
+    Administrator:     veil coordinator run, veil status, veil manifest …, veil user new,
+                       veil attest …, veil certificate …, veil recover
     Inference service: veil serve
     Client:            veil verify, veil predict
     Everyone:          veil demo
@@ -33,10 +46,14 @@ def cli(debug: bool) -> None:
 
 owner.register(cli)
 admin.register(cli)
+manifest.register(cli)
+certificate.register(cli)
+recover.register(cli)
 attest.register(cli)
 service.register(cli)
 client.register(cli)
 demo.register(cli)
+run.register(cli)
 
 
 def main() -> None:

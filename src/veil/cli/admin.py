@@ -1,24 +1,18 @@
-"""Administrator commands: coordinator, manifest, users and the simulated platform."""
+"""Administrator commands: run the coordinator, its status, user certificates."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import click
 
 from veil._logging import configure_service_logging
-from veil.cli._common import (
-    coordinator_cert_option,
-    coordinator_option,
-    handle_errors,
-    out,
-    read_file,
-)
-from veil.client import CoordinatorClient
+from veil.cli._common import coordinator_option, handle_errors, out
+from veil.cli._trust import open_client, with_trust
 from veil.coordinator.server import CoordinatorSettings, run
-from veil.manifest import Manifest
 from veil.pki import generate_key, private_key_pem, self_signed_user_certificate
 
 
@@ -38,25 +32,47 @@ def coordinator_group() -> None:
     "--mesh-addr", envvar="VEIL_COORDINATOR_MESH_ADDR", default="127.0.0.1:2001", show_default=True
 )
 @click.option(
+    "--data-dir",
     "--seal-dir",
-    envvar="VEIL_COORDINATOR_SEAL_DIR",
+    "data_dir",
+    envvar=["VEIL_COORDINATOR_DATA_DIR", "VEIL_COORDINATOR_SEAL_DIR"],
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("veil-coordinator-data"),
     show_default=True,
+    help="Directory of the sealed state (--seal-dir is an alias).",
+)
+@click.option(
+    "--metrics-addr",
+    envvar="VEIL_COORDINATOR_METRICS_ADDR",
+    help="Also serve /metrics, /events, /healthz, /readyz over plain HTTP on HOST:PORT.",
+)
+@click.option(
+    "--startup-manifest",
+    envvar="VEIL_COORDINATOR_STARTUP_MANIFEST",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Set this manifest at start when none is set yet.",
 )
 @click.option(
     "--tee",
-    envvar="VEIL_TEE",
+    envvar=["VEIL_COORDINATOR_TEE", "VEIL_TEE"],
     type=click.Choice(["simulated"]),
     required=True,
     help="TEE to run in (explicit; no fallback).",
 )
 @click.option(
     "--simulated-platform",
-    envvar="VEIL_SIMULATED_PLATFORM",
+    envvar=["VEIL_COORDINATOR_SIMULATED_PLATFORM", "VEIL_SIMULATED_PLATFORM"],
     type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
-@click.option("--dns-name", "dns_names", multiple=True, default=["localhost"], show_default=True)
+@click.option(
+    "--dns-name",
+    "dns_names",
+    envvar="VEIL_COORDINATOR_DNS_NAMES",
+    multiple=True,
+    default=["localhost"],
+    show_default=True,
+    help="DNS name of the coordinator's certificates (repeat; the variable is space-separated).",
+)
 @click.option(
     "--ready-file",
     envvar="VEIL_COORDINATOR_READY_FILE",
@@ -66,7 +82,9 @@ def coordinator_group() -> None:
 def coordinator_run(
     client_addr: str,
     mesh_addr: str,
-    seal_dir: Path,
+    data_dir: Path,
+    metrics_addr: str | None,
+    startup_manifest: Path | None,
     tee: str,
     simulated_platform: Path | None,
     dns_names: tuple[str, ...],
@@ -77,7 +95,9 @@ def coordinator_run(
     settings = CoordinatorSettings(
         client_addr=client_addr,
         mesh_addr=mesh_addr,
-        seal_dir=seal_dir,
+        seal_dir=data_dir,
+        metrics_addr=metrics_addr,
+        startup_manifest=startup_manifest,
         tee=tee,
         simulated_platform=simulated_platform,
         dns_names=dns_names,
@@ -86,61 +106,13 @@ def coordinator_run(
     asyncio.run(run(settings))
 
 
-@click.group("manifest")
-def manifest_group() -> None:
-    """Administrator: set, get and check manifests."""
-
-
-@manifest_group.command("set")
-@click.argument("manifest_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@coordinator_option
-@coordinator_cert_option
-@handle_errors
-def manifest_set(manifest_file: Path, coordinator: str, coordinator_cert: Path) -> None:
-    """Set MANIFEST_FILE on a verified coordinator."""
-    raw = read_file(manifest_file, "manifest")
-    with CoordinatorClient(
-        coordinator, root_pem=read_file(coordinator_cert, "coordinator certificate")
-    ) as c:
-        c.set_manifest(raw)
-    out.print(f"manifest set; fingerprint {Manifest.from_json(raw).fingerprint()}")
-
-
-@manifest_group.command("get")
-@coordinator_option
-@coordinator_cert_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
-@handle_errors
-def manifest_get(coordinator: str, coordinator_cert: Path, output: Path | None) -> None:
-    """Print (or save) the deployed manifest after checking the root's signature on it."""
-    with CoordinatorClient(
-        coordinator, root_pem=read_file(coordinator_cert, "coordinator certificate")
-    ) as c:
-        raw, fingerprint = c.manifest()
-    if output:
-        output.write_bytes(raw)
-        out.print(f"saved manifest {fingerprint} to {output}")
-    else:
-        out.print(raw.decode())
-
-
-@manifest_group.command("signature")
-@click.argument("manifest_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@handle_errors
-def manifest_signature(manifest_file: Path) -> None:
-    """Print the fingerprint (SHA-256 of the canonical bytes) of a local manifest."""
-    out.print(Manifest.from_json(read_file(manifest_file, "manifest")).fingerprint())
-
-
 @click.command("status")
 @coordinator_option
-@coordinator_cert_option
+@with_trust
 @handle_errors
-def status(coordinator: str, coordinator_cert: Path) -> None:
+def status(coordinator: str, **trust: Any) -> None:
     """Print the coordinator's state code and message."""
-    with CoordinatorClient(
-        coordinator, root_pem=read_file(coordinator_cert, "coordinator certificate")
-    ) as c:
+    with open_client(coordinator, **trust) as c:
         code, message = c.status()
     out.print(f"{code}: {message}")
 
@@ -169,5 +141,5 @@ def user_new(name: str, cert_out: Path, key_out: Path) -> None:
 
 def register(cli: click.Group) -> None:
     """Attach the administrator commands."""
-    for cmd in (coordinator_group, manifest_group, status, user_group):
+    for cmd in (coordinator_group, status, user_group):
         cli.add_command(cmd)

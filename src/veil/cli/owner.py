@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
+from typing import Any
 
 import click
 import fsspec
 
-from veil.cli._common import (
-    coordinator_cert_option,
-    coordinator_option,
-    handle_errors,
-    out,
-    read_file,
-    with_user_cert,
-)
-from veil.client import CoordinatorClient
+from veil.cli._common import coordinator_option, handle_errors, out, read_file, with_user_cert
+from veil.cli._trust import open_client, with_trust
 from veil.errors import StorageError
 from veil.modelcrypto import encrypt_stream, generate_key, load_key, model_associated_data
 
@@ -56,7 +52,7 @@ def encrypt(source: str, destination: str, key_file: Path, model_name: str) -> N
 
 @click.group("secret")
 def secret() -> None:
-    """Model owner: upload user-defined secrets such as the model key."""
+    """Model owner: upload and read user-defined secrets such as the model key."""
 
 
 @secret.command("set")
@@ -65,21 +61,44 @@ def secret() -> None:
     "--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
 )
 @coordinator_option
-@coordinator_cert_option
+@with_trust
 @with_user_cert
 @handle_errors
-def secret_set(
-    name: str, key_file: Path, coordinator: str, coordinator_cert: Path, cert: Path, key: Path
-) -> None:
+def secret_set(name: str, key_file: Path, coordinator: str, **trust: Any) -> None:
     """Upload the secret NAME (needs a role with WriteSecret on it)."""
     value = load_key(read_file(key_file, "key file"))
-    with CoordinatorClient(
-        coordinator,
-        root_pem=read_file(coordinator_cert, "coordinator certificate"),
-        client_cert=(read_file(cert, "certificate"), read_file(key, "key")),
-    ) as c:
+    with open_client(coordinator, **trust) as c:
         c.set_secrets({name: value})
     out.print(f"secret {name!r} set")
+
+
+@secret.command("get")
+@click.argument("names", nargs=-1, required=True)
+@coordinator_option
+@with_trust
+@with_user_cert
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the secrets (JSON, base64 fields) to this file (mode 0600) instead of stdout.",
+)
+@handle_errors
+def secret_get(names: tuple[str, ...], coordinator: str, output: Path | None, **trust: Any) -> None:
+    """Read the secrets NAMES (needs a role with ReadSecret on each)."""
+    with open_client(coordinator, **trust) as c:
+        values = c.get_secrets(*names)
+    doc = {
+        name: {k: base64.b64encode(v).decode() for k, v in fields.items()}
+        for name, fields in values.items()
+    }
+    text = json.dumps(doc, indent=2)
+    if output is None:
+        out.print(text, markup=False)
+        return
+    output.touch(mode=0o600)
+    output.write_text(text)
+    out.print(f"saved {len(doc)} secret(s) to {output}")
 
 
 def register(cli: click.Group) -> None:

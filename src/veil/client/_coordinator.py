@@ -25,6 +25,7 @@ from veil.attestation import (
     coordinator_report_data,
     verify,
 )
+from veil.coordinator._updatelog import parse_log_response, verify_update_log
 from veil.errors import (
     AuthorizationError,
     Error,
@@ -133,6 +134,24 @@ def verify_coordinator(
     )
 
 
+def insecure_coordinator_root(address: str) -> bytes:
+    """The root certificate the coordinator presents, WITHOUT verifying its evidence.
+
+    Only for simulation and debugging: anyone on the network path can present another root.
+    """
+    try:
+        with httpx.Client(verify=client_ssl_context(None), timeout=TIMEOUT) as http:
+            data = _raise_for(http.get(f"https://{address}/api/v2/quote"))
+    except httpx.HTTPError as exc:
+        raise NetworkError(f"cannot reach the coordinator at {address}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("the coordinator's quote answer is malformed")
+    chain = _split_chain(str(data.get("cert", "")).encode())
+    if not chain:
+        raise VerificationError("the coordinator presents no certificate")
+    return chain[-1].public_bytes(serialization.Encoding.PEM)
+
+
 class CoordinatorClient:
     """Calls to a coordinator whose root certificate is pinned (see :func:`verify_coordinator`).
 
@@ -149,6 +168,7 @@ class CoordinatorClient:
         self.address = address
         self._root_pem = root_pem
         cert, key = client_cert if client_cert else (None, None)
+        self._has_client_cert = cert is not None
         ctx = client_ssl_context(root_pem, client_cert_pem=cert, client_key_pem=key)
         self._http = httpx.Client(base_url=f"https://{address}", verify=ctx, timeout=TIMEOUT)
 
@@ -165,6 +185,14 @@ class CoordinatorClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             resp = self._http.request(method, path, **kwargs)
+        except httpx.RemoteProtocolError as exc:
+            if self._has_client_cert:
+                raise AuthorizationError(
+                    "the coordinator closed the connection after the TLS handshake: your client "
+                    "certificate is most likely not one of the manifest's users",
+                    authenticated=False,
+                ) from None
+            raise NetworkError(f"cannot reach the coordinator at {self.address}: {exc}") from None
         except httpx.HTTPError as exc:
             text = str(exc)
             if "CERTIFICATE" in text.upper() or "ALERT" in text.upper():
@@ -182,12 +210,14 @@ class CoordinatorClient:
         data = self._call("GET", "/api/v2/status")
         return int(data["code"]), str(data["message"])
 
-    def set_manifest(self, manifest_json: bytes) -> None:
-        """Set the manifest (``POST /api/v2/manifest``)."""
+    def set_manifest(self, manifest_json: bytes) -> dict[str, bytes]:
+        """Set the manifest (``POST /api/v2/manifest``); return the encrypted recovery secrets."""
         Manifest.from_json(manifest_json)  # refuse locally first, with the same error
-        self._call(
+        data = self._call(
             "POST", "/api/v2/manifest", json={"manifest": base64.b64encode(manifest_json).decode()}
         )
+        secrets = (data or {}).get("recoverySecrets") or {}
+        return {str(k): _b64decode(v, "recovery secret") for k, v in secrets.items()}
 
     def manifest(self) -> tuple[bytes, str]:
         """(raw manifest, fingerprint) after checking the root key's signature over it."""
@@ -213,6 +243,12 @@ class CoordinatorClient:
             ) from None
         return raw, manifest.fingerprint()
 
+    def security_version_updates(self) -> dict[str, int]:
+        """Security-version updates applied on top of the signed manifest document."""
+        data = self._call("GET", "/api/v2/manifest") or {}
+        updates = data.get("securityVersionUpdates") or {}
+        return {str(k): int(v) for k, v in updates.items()}
+
     def verify_manifest(self, expected_manifest_json: bytes) -> str:
         """Raise unless the deployed manifest is ``expected_manifest_json``; return the fingerprint."""
         expected = Manifest.from_json(expected_manifest_json).fingerprint()
@@ -237,5 +273,75 @@ class CoordinatorClient:
         }
 
     def update_log(self) -> list[str]:
-        """The coordinator's update log."""
+        """The coordinator's update log (entries as served; see :meth:`verified_update_log`)."""
         return list(self._call("GET", "/api/v2/update")["updateLog"])
+
+    def verified_update_log(self) -> list[str]:
+        """The update log after checking its hash chain and the root's signature on its head."""
+        log = parse_log_response(self._call("GET", "/api/v2/update"))
+        verify_update_log(log.entries, log.head, _root_key(self._root_pem))
+        return list(log.entries)
+
+    def update_apply(self, manifest_json: bytes) -> dict[str, Any]:
+        """Submit a security-version update (applied at once) or a full manifest update."""
+        return dict(self._post_manifest("/api/v2/update", manifest_json))
+
+    def update_acknowledge(self, manifest_json: bytes) -> dict[str, Any]:
+        """Acknowledge the pending full update with the same manifest."""
+        return dict(self._post_manifest("/api/v2/update-manifest", manifest_json))
+
+    def update_cancel(self) -> None:
+        """Cancel the pending full update."""
+        self._call("POST", "/api/v2/update-cancel", json={})
+
+    def update_pending(self) -> dict[str, Any]:
+        """The pending update: manifest (base64), fingerprint, acknowledged and missing users."""
+        return dict(self._call("GET", "/api/v2/update-manifest"))
+
+    def certificates(self) -> tuple[bytes, bytes]:
+        """(intermediate PEM, root PEM) served by the coordinator; the root must be the pinned one."""
+        data = self._call("GET", "/api/v2/quote")
+        chain = _split_chain(str(data.get("cert", "")).encode())
+        if len(chain) != 2:
+            raise VerificationError("the coordinator must present intermediate and root")
+        pem = serialization.Encoding.PEM
+        intermediate, root = (c.public_bytes(pem) for c in chain)
+        pinned = x509.load_pem_x509_certificate(self._root_pem).public_bytes(pem)
+        if root != pinned:
+            raise VerificationError("the coordinator presents another root than the pinned one")
+        verify_issued_by(chain[0], chain[1], dt.datetime.now(dt.UTC))
+        return intermediate, root
+
+    def recovery_public_key(self) -> bytes:
+        """The ephemeral RSA key (PEM) a coordinator in recovery mode accepts secrets for."""
+        return str(self._call("GET", "/api/v2/recover/public-key")["publicKey"]).encode()
+
+    def recover(self, secret: bytes, signature: bytes) -> tuple[int, str]:
+        """Upload one recovery secret with its signature; return (remaining, message)."""
+        data = self._call(
+            "POST",
+            "/api/v2/recover",
+            json={
+                "recoverySecret": base64.b64encode(secret).decode(),
+                "recoverySecretSignature": base64.b64encode(signature).decode(),
+            },
+        )
+        return int(data["remaining"]), str(data["statusMessage"])
+
+    def _post_manifest(self, path: str, manifest_json: bytes) -> Any:
+        body = {"manifest": base64.b64encode(manifest_json).decode()}
+        return self._call("POST", path, json=body)
+
+
+def _b64decode(value: object, what: str) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except (ValueError, binascii.Error):
+        raise ProtocolError(f"the coordinator sent a {what} that is not base64") from None
+
+
+def _root_key(root_pem: bytes) -> ec.EllipticCurvePublicKey:
+    key = x509.load_pem_x509_certificate(root_pem).public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise VerificationError("the coordinator root key is not ECDSA")
+    return key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -20,9 +21,10 @@ from veil.attestation import (
     TrustAnchors,
     measure,
 )
-from veil.coordinator.api import client_api, mesh_api
+from veil.coordinator.api import client_api, mesh_api, ops_app
+from veil.coordinator.core import Status
 from veil.coordinator.service import CoordinatorService
-from veil.coordinator.store import MemoryStore, SealedSQLiteStore, Store, open_data_key
+from veil.coordinator.store import MemoryStore, StateDirectory, Store
 from veil.errors import ConfigurationError, StorageError
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CoordinatorSettings:
-    """Settings of ``veil coordinator run`` (each has a ``VEIL_COORDINATOR_*`` variable)."""
+    """Settings of ``veil coordinator run`` (each has a ``VEIL_COORDINATOR_*`` variable).
+
+    ``seal_dir`` is the data directory (``--data-dir``; ``None`` keeps the state in memory).
+    """
 
     client_addr: str = "127.0.0.1:4433"
     mesh_addr: str = "127.0.0.1:2001"
@@ -39,6 +44,8 @@ class CoordinatorSettings:
     simulated_platform: Path | None = None
     dns_names: tuple[str, ...] = ("localhost",)
     ready_file: Path | None = None
+    metrics_addr: str | None = None
+    startup_manifest: Path | None = None
 
 
 class SimulatedCoordinatorTEE:
@@ -54,20 +61,24 @@ class SimulatedCoordinatorTEE:
         """Simulated evidence of the coordinator."""
         return self._platform.issue(self.identity, report_data)
 
-    def seal_key(self) -> bytes:
-        """Seal key bound to SignerID + ProductID (MarbleRun's default ProductKey mode)."""
-        return self._platform.seal_key(self.identity)
+    def seal_key(self, mode: str = "ProductKey") -> bytes:
+        """Seal key for ``mode`` (``ProductKey``: SignerID + ProductID, MarbleRun's default)."""
+        return self._platform.seal_key(self.identity, mode=mode)
 
 
 def _split(addr: str) -> tuple[str, int]:
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigurationError(f"address {addr!r} must be HOST:PORT")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def build_service(settings: CoordinatorSettings) -> CoordinatorService:
-    """Create the TEE, open (or create) the sealed store and the service."""
+    """Create the TEE, open (or create) the sealed state and the service.
+
+    When the sealed state exists but cannot be unsealed, the service starts in recovery with a
+    temporary identity in memory; the state file is left untouched for recovery.
+    """
     if settings.tee != "simulated":
         raise ConfigurationError(
             f"TEE {settings.tee!r} is not available to the coordinator in this build; "
@@ -86,58 +97,108 @@ def build_service(settings: CoordinatorSettings) -> CoordinatorService:
     platform = SimulatedPlatform(settings.simulated_platform)
     tee = SimulatedCoordinatorTEE(platform)
     anchors = TrustAnchors(simulated_root_der=platform.root_der)
+    if settings.seal_dir is None:
+        return CoordinatorService(
+            MemoryStore(), tee, trust_anchors=anchors, dns_names=settings.dns_names
+        )
+    state_dir = StateDirectory(settings.seal_dir, tee)
     store: Store
     recovery = False
-    if settings.seal_dir is None:
-        store = MemoryStore()
-    else:
-        settings.seal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            data_key, created = open_data_key(settings.seal_dir / "sealed_key", tee)
-        except StorageError as exc:
-            log.warning("%s", exc.message, extra={"event": "state.recovery"})
-            data_key, created, recovery = os.urandom(32), False, True
-        if recovery:
-            store = MemoryStore()
-        else:
-            store = SealedSQLiteStore(settings.seal_dir / "state.db", data_key)
-            log.info("state opened", extra={"event": "state.opened", "new_state": created})
+    try:
+        store = state_dir.open()
+        log.info("state opened", extra={"event": "state.opened"})
+    except StorageError as exc:
+        log.warning("%s", exc.message, extra={"event": "state.recovery"})
+        store, recovery = MemoryStore(), True
     return CoordinatorService(
-        store, tee, trust_anchors=anchors, dns_names=settings.dns_names, recovery=recovery
+        store,
+        tee,
+        trust_anchors=anchors,
+        dns_names=settings.dns_names,
+        recovery=recovery,
+        state_dir=state_dir,
     )
+
+
+def _load_chain(ctx: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
+    cert_fd = os.memfd_create("veil-cert", os.MFD_CLOEXEC)
+    key_fd = os.memfd_create("veil-key", os.MFD_CLOEXEC)
+    try:
+        os.write(cert_fd, chain_pem)
+        os.write(key_fd, key_pem)
+        ctx.load_cert_chain(f"/proc/self/fd/{cert_fd}", f"/proc/self/fd/{key_fd}")
+    finally:
+        os.close(cert_fd)
+        os.close(key_fd)
+
+
+def apply_startup_manifest(service: CoordinatorService, path: Path, data_dir: Path | None) -> None:
+    """Set the manifest in ``path`` if none is set; its recovery secrets go to the data dir."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the startup manifest {path}: {exc.strerror}"
+        ) from None
+    if service.status() != Status.ACCEPTING_MANIFEST:
+        log.warning(
+            "a manifest is already set (or recovery is needed): the startup manifest is ignored",
+            extra={"event": "startup_manifest.ignored"},
+        )
+        return
+    result = service.set_manifest(raw)
+    if result.recovery_secrets and data_dir is not None:
+        out = data_dir / "recovery-secrets.json"
+        doc = {k: base64.b64encode(v).decode() for k, v in result.recovery_secrets.items()}
+        out.write_text(json.dumps(doc, indent=2))
+        log.warning(
+            "recovery secrets (encrypted to the RecoveryKeys) written; hand them to their holders",
+            extra={"event": "startup_manifest.recovery_secrets", "path": str(out)},
+        )
 
 
 async def run(settings: CoordinatorSettings) -> None:
     """Run the coordinator until SIGINT/SIGTERM."""
     service = build_service(settings)
+    if settings.startup_manifest is not None:
+        apply_startup_manifest(service, settings.startup_manifest, settings.seal_dir)
     client_ctx = server_ssl_context(
         service.root.cert_pem,
         service.root.key_pem(),
         client_ca_pem=service.user_certificates_pem(),
     )
-
-    def trust_users() -> None:
-        certs = service.user_certificates_pem()
-        if certs:
-            client_ctx.load_verify_locations(cadata=b"".join(certs).decode("ascii"))
-            client_ctx.verify_mode = ssl.CERT_OPTIONAL
-
-    trust_users()
     mesh_key, mesh_chain = service.mesh_identity
     mesh_ctx = server_ssl_context(
         mesh_chain, mesh_key.key_pem(), client_ca_pem=[service.marble_root_pem]
     )
+
+    def reload_tls() -> None:
+        _load_chain(client_ctx, service.root.cert_pem, service.root.key_pem())
+        certs = service.user_certificates_pem()
+        if certs:
+            client_ctx.load_verify_locations(cadata=b"".join(certs).decode("ascii"))
+            client_ctx.verify_mode = ssl.CERT_OPTIONAL
+        key, chain = service.mesh_identity
+        _load_chain(mesh_ctx, chain, key.key_pem())
+        mesh_ctx.load_verify_locations(cadata=service.marble_root_pem.decode("ascii"))
+
+    service.add_listener(reload_tls)
     client_sock = listen(*_split(settings.client_addr))
     mesh_sock = listen(*_split(settings.mesh_addr))
-    client_server = await serve_asgi(
-        client_api(service, on_manifest_set=trust_users), client_sock, client_ctx
-    )
-    mesh_server = await serve_asgi(mesh_api(service), mesh_sock, mesh_ctx)
+    servers = [
+        await serve_asgi(client_api(service), client_sock, client_ctx),
+        await serve_asgi(mesh_api(service), mesh_sock, mesh_ctx),
+    ]
     ready = {
         "client_port": client_sock.getsockname()[1],
         "mesh_port": mesh_sock.getsockname()[1],
         "pid": os.getpid(),
+        "status": int(service.status()),
     }
+    if settings.metrics_addr is not None:
+        metrics_sock = listen(*_split(settings.metrics_addr))
+        servers.append(await serve_asgi(ops_app(service), metrics_sock, None))
+        ready["metrics_port"] = metrics_sock.getsockname()[1]
     log.info("coordinator ready", extra={"event": "ready", **ready})
     if settings.ready_file is not None:
         tmp = settings.ready_file.with_suffix(".tmp")
@@ -149,5 +210,5 @@ async def run(settings: CoordinatorSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("coordinator stopping", extra={"event": "stopping"})
-    await stop_asgi(client_server)
-    await stop_asgi(mesh_server)
+    for server in servers:
+        await stop_asgi(server)

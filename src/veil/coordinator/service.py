@@ -1,8 +1,10 @@
 """The coordinator service: wires attestation, PKI, secrets and the store around the pure core.
 
 This layer reads the clock and the store and calls the TEE; the rules live in
-:mod:`veil.coordinator.core`. Methods are synchronous and thread-safe (the store serialises
-transactions); the API adapters run them in a worker thread.
+:mod:`veil.coordinator.core` and :mod:`veil.coordinator._update_rules`. Methods are synchronous
+and thread-safe (a lock plus serialisable store transactions); the API adapters run them in a
+worker thread. Activation lives in ``_activation``, updates in ``_updates``, recovery in
+``_recovery``.
 """
 
 from __future__ import annotations
@@ -13,58 +15,40 @@ import json
 import logging
 import os
 import threading
-import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from veil.attestation import (
-    Claims,
-    Evidence,
-    TEEKind,
-    TrustAnchors,
-    coordinator_report_data,
-    marble_report_data,
-    verify,
-)
-from veil.coordinator import core
-from veil.coordinator._secrets import (
-    decode_secret,
-    derive_unique_key,
-    encode_secret,
-    generate_secret,
-)
+from veil.attestation import Evidence, TEEKind, TrustAnchors, coordinator_report_data
+from veil.coordinator import _activation, _updates, core
+from veil.coordinator._activation import ActivationRequest, ActivationResult
+from veil.coordinator._metrics import EventLog, Metrics
+from veil.coordinator._recovery import RecoverySession, plan_recovery
+from veil.coordinator._secrets import decode_secret, encode_secret, generate_secret
+from veil.coordinator._update_rules import apply_security_versions
+from veil.coordinator._updatelog import UpdateLog, append_entry, read_log
 from veil.coordinator.core import Status
-from veil.coordinator.store import Store, Transaction
-from veil.errors import ManifestError, ProtocolError, StateError, VerificationError
-from veil.manifest import (
-    Manifest,
-    RenderedParameters,
-    SecretValue,
-    TemplateContext,
-    check_templates,
-    referenced_secrets,
-    render_parameters,
-)
-from veil.pki import (
-    CertifiedKey,
-    create_intermediate,
-    create_root,
-    csr_dns_names,
-    issue_marble_certificate,
-    issue_server_certificate,
-    load_csr,
-    marble_identity,
-    spki_der,
-    verify_issued_by,
-)
+from veil.coordinator.store import StateDirectory, Store, Transaction
+from veil.errors import Error, ManifestError, ProtocolError, StateError, VerificationError
+from veil.manifest import Manifest, RenderedParameters, SecretValue, check_templates
+from veil.pki import CertifiedKey, create_intermediate, create_root, issue_server_certificate
+
+__all__ = [
+    "ActivationRequest",
+    "ActivationResult",
+    "CoordinatorService",
+    "CoordinatorTEE",
+    "ManifestSet",
+    "RecoveryProgress",
+    "UpdateResult",
+]
 
 log = logging.getLogger(__name__)
 MAX_MANIFEST_SIZE = 1024 * 1024
+UpdateResult = _updates.UpdateResult
 
 
 class CoordinatorTEE(Protocol):
@@ -76,32 +60,25 @@ class CoordinatorTEE(Protocol):
         """Evidence of this coordinator with ``report_data`` bound in."""
         ...
 
-    def seal_key(self) -> bytes:
-        """The seal key of this coordinator's identity."""
+    def seal_key(self, mode: str = "ProductKey") -> bytes:
+        """The seal key of this coordinator's identity for a seal mode."""
         ...
 
 
 @dataclass(frozen=True)
-class ActivationRequest:
-    """A marble's request: its type, UUID, CSR (DER) and evidence binding the CSR key."""
+class ManifestSet:
+    """The manifest now in force and the encrypted recovery secrets (name → RSA-OAEP bytes)."""
 
-    marble_type: str
-    uuid: str
-    csr_der: bytes
-    evidence: Evidence
+    manifest: Manifest
+    recovery_secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
-class ActivationResult:
-    """What an admitted marble receives."""
+class RecoveryProgress:
+    """After an upload: how many keys must still upload, and whether the state is recovered."""
 
-    certificate_pem: bytes
-    intermediate_pem: bytes
-    marble_root_pem: bytes
-    coordinator_root_pem: bytes
-    parameters: RenderedParameters | None
-    pending_secrets: tuple[str, ...]
-    claims: Claims
+    remaining: int
+    recovered: bool
 
 
 @dataclass(frozen=True)
@@ -112,12 +89,20 @@ class _PKI:
     mesh: CertifiedKey
 
 
-def _pem(cert_der: bytes) -> bytes:
-    return x509.load_der_x509_certificate(cert_der).public_bytes(serialization.Encoding.PEM)
+def get_required(txn: Transaction, key: str) -> bytes:
+    """A value the state must hold; raise StateError naming the missing key."""
+    value = txn.get(key)
+    if value is None:
+        raise StateError(f"the coordinator state is incomplete: {key} is missing")
+    return value
 
 
 class CoordinatorService:
-    """The coordinator's operations, each one atomic against the store."""
+    """The coordinator's operations, each one atomic against the store.
+
+    ``state_dir`` (the sealed data directory) enables recovery records, seal modes and recovery;
+    without it (memory store) the state lives only as long as the process.
+    """
 
     def __init__(
         self,
@@ -128,14 +113,23 @@ class CoordinatorService:
         dns_names: Sequence[str] = ("localhost",),
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         recovery: bool = False,
+        state_dir: StateDirectory | None = None,
     ) -> None:
         self._store = store
         self._tee = tee
         self._anchors = trust_anchors
         self._clock = clock
         self._dns_names = tuple(dns_names)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._recovery = recovery
+        self._state_dir = state_dir
+        self._session: RecoverySession | None = None
+        if recovery:
+            record = state_dir.read_recovery_record() if state_dir is not None else None
+            self._session = RecoverySession(record)
+        self._listeners: list[Callable[[], None]] = []
+        self.metrics = Metrics()
+        self.events = EventLog()
         self._pki = self._load_or_create_pki()
         self._manifest_cache: tuple[bytes, Manifest] | None = None
 
@@ -145,22 +139,41 @@ class CoordinatorService:
         with self._store.transaction() as txn:
             if txn.get("pki/root.cert") is None:
                 root = create_root(now, dns_names=self._dns_names)
-                inter, mroot = create_intermediate(root, now)
                 txn.put("pki/root.cert", root.cert_pem)
                 txn.put("pki/root.key", root.key_pem())
-                txn.put("pki/intermediate.cert", inter.cert_pem)
-                txn.put("pki/intermediate.key", inter.key_pem())
-                txn.put("pki/marbleroot.cert", mroot.cert_pem)
+                self.rotate_intermediate(txn, root, now)
                 txn.put("state/root-secret", os.urandom(32))
                 log.info("created coordinator root CA", extra={"event": "pki.created"})
-            root = CertifiedKey.from_pem(_get(txn, "pki/root.cert"), _get(txn, "pki/root.key"))
-            inter_key = _get(txn, "pki/intermediate.key")
-            inter = CertifiedKey.from_pem(_get(txn, "pki/intermediate.cert"), inter_key)
-            mroot = CertifiedKey.from_pem(_get(txn, "pki/marbleroot.cert"), inter_key)
+            root = CertifiedKey.from_pem(
+                get_required(txn, "pki/root.cert"), get_required(txn, "pki/root.key")
+            )
+            inter_key = get_required(txn, "pki/intermediate.key")
+            inter = CertifiedKey.from_pem(get_required(txn, "pki/intermediate.cert"), inter_key)
+            mroot = CertifiedKey.from_pem(get_required(txn, "pki/marbleroot.cert"), inter_key)
         mesh = issue_server_certificate(
             inter, common_name="veil Coordinator mesh API", dns_names=self._dns_names, now=now
         )
         return _PKI(root=root, intermediate=inter, marble_root=mroot, mesh=mesh)
+
+    @staticmethod
+    def rotate_intermediate(txn: Transaction, root: CertifiedKey, now: dt.datetime) -> CertifiedKey:
+        """Write a new intermediate CA and marble root (on creation and on every update)."""
+        inter, mroot = create_intermediate(root, now)
+        txn.put("pki/intermediate.cert", inter.cert_pem)
+        txn.put("pki/intermediate.key", inter.key_pem())
+        txn.put("pki/marbleroot.cert", mroot.cert_pem)
+        return inter
+
+    def reload(self) -> None:
+        """Re-read the PKI and manifest after a change, then tell the listeners (TLS reload)."""
+        self._pki = self._load_or_create_pki()
+        self._manifest_cache = None
+        for listener in list(self._listeners):
+            listener()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after the manifest, its users or the certificates changed."""
+        self._listeners.append(listener)
 
     @property
     def root_cert_pem(self) -> bytes:
@@ -171,6 +184,11 @@ class CoordinatorService:
     def root(self) -> CertifiedKey:
         """Root CA with key: the client API's TLS identity (composition root only)."""
         return self._pki.root
+
+    @property
+    def intermediate_cert_pem(self) -> bytes:
+        """The current intermediate CA certificate."""
+        return self._pki.intermediate.cert_pem
 
     @property
     def mesh_identity(self) -> tuple[CertifiedKey, bytes]:
@@ -187,6 +205,10 @@ class CoordinatorService:
         """Intermediate then root, as MarbleRun's ``/quote`` returns."""
         return self._pki.intermediate.cert_pem + self._pki.root.cert_pem
 
+    def sign_with_root(self, data: bytes) -> bytes:
+        """ECDSA-SHA256 signature of ``data`` by the root key (manifests, the update log head)."""
+        return self._pki.root.key.sign(data, ec.ECDSA(hashes.SHA256()))
+
     # -- state ---------------------------------------------------------------------------------
     def status(self) -> Status:
         """The current state."""
@@ -197,25 +219,36 @@ class CoordinatorService:
         return Status.ACCEPTING_MARBLES
 
     def manifest(self) -> Manifest | None:
-        """The manifest in force, if any."""
+        """The manifest in force (with security-version updates applied), if any."""
+        if self._recovery:
+            return None
         raw = self._store.get("manifest/raw")
         if raw is None:
             return None
-        if self._manifest_cache is None or self._manifest_cache[0] != raw:
-            self._manifest_cache = (raw, Manifest.from_json(raw))
+        overrides = self._store.get("manifest/svn") or b"{}"
+        cache_key = raw + b"\x00" + overrides
+        if self._manifest_cache is None or self._manifest_cache[0] != cache_key:
+            manifest = apply_security_versions(Manifest.from_json(raw), json.loads(overrides))
+            self._manifest_cache = (cache_key, manifest)
         return self._manifest_cache[1]
+
+    def security_versions(self) -> dict[str, int]:
+        """The security-version updates applied on top of the manifest document."""
+        result: dict[str, int] = json.loads(self._store.get("manifest/svn") or b"{}")
+        return result
 
     def manifest_document(self) -> tuple[bytes, str, bytes] | None:
         """(raw manifest, fingerprint, root-key ECDSA signature over the fingerprint bytes)."""
+        if self._recovery:
+            return None
         raw = self._store.get("manifest/raw")
         signature = self._store.get("manifest/signature")
-        manifest = self.manifest()
-        if raw is None or signature is None or manifest is None:
+        if raw is None or signature is None:
             return None
-        return raw, manifest.fingerprint(), signature
+        return raw, Manifest.from_json(raw).fingerprint(), signature
 
     def quote(self, nonce: bytes = b"") -> Evidence:
-        """Evidence binding the root certificate (and the caller's nonce)."""
+        """Evidence binding the root certificate (and the caller's nonce); served in recovery too."""
         if len(nonce) > 64:
             raise ProtocolError("the nonce is at most 64 bytes")
         return self._tee.issue(coordinator_report_data(self._pki.root.cert_der, nonce))
@@ -227,164 +260,108 @@ class CoordinatorService:
             return []
         return [u.certificate_pem.encode() for u in manifest.users.values()]
 
-    def set_manifest(self, raw: bytes) -> Manifest:
-        """Set the first manifest and generate its secrets (first writer wins)."""
+    @staticmethod
+    def parse_manifest(raw: bytes) -> Manifest:
+        """Parse an uploaded manifest with the size limit and the template dry run."""
         if len(raw) > MAX_MANIFEST_SIZE:
             raise ManifestError(f"the manifest is larger than {MAX_MANIFEST_SIZE} bytes")
         manifest = Manifest.from_json(raw)
         check_templates(manifest)
+        return manifest
+
+    def set_manifest(self, raw: bytes) -> ManifestSet:
+        """Set the first manifest and generate its secrets (first writer wins; not in recovery)."""
+        manifest = self.parse_manifest(raw)
         now = self._clock()
-        with self._lock, self._store.transaction() as txn:
+        with self._lock:
             core.require_status(self.status(), Status.ACCEPTING_MANIFEST, action="set a manifest")
-            for name, spec in manifest.secrets.items():
-                if spec.user_defined or not spec.shared:
-                    continue
-                value = generate_secret(name, spec, issuer=self._pki.intermediate, now=now)
-                txn.put(f"secrets/generated/{name}", encode_secret(value))
-            digest = hashlib.sha256(manifest.canonical_bytes()).digest()
-            signature = self._pki.root.key.sign(digest, ec.ECDSA(hashes.SHA256()))
-            txn.put("manifest/raw", bytes(raw))
-            txn.put("manifest/signature", signature)
-            _log_update(txn, now, "set-manifest", manifest.fingerprint())
+            with self._store.transaction() as txn:
+                for name, spec in manifest.secrets.items():
+                    if spec.user_defined or not spec.shared:
+                        continue
+                    value = generate_secret(name, spec, issuer=self._pki.intermediate, now=now)
+                    txn.put(f"secrets/generated/{name}", encode_secret(value))
+                self.store_manifest(txn, manifest, raw)
+                self.log_update(txn, now, "set-manifest", manifest.fingerprint())
+                # Before the commit: a manifest in force always has its recovery record and
+                # seal mode, whatever moment the process dies at.
+                secrets = self.update_recovery(manifest)
+                self.apply_seal_mode(manifest, before_commit=True)
+            self.apply_seal_mode(manifest)
         log.info(
             "manifest set",
             extra={"event": "manifest.set", "fingerprint": manifest.fingerprint()},
         )
-        return manifest
+        self.reload()
+        return ManifestSet(manifest=manifest, recovery_secrets=secrets)
+
+    def store_manifest(self, txn: Transaction, manifest: Manifest, raw: bytes) -> None:
+        """Store a manifest with the root's signature over its fingerprint."""
+        txn.put("manifest/raw", bytes(raw))
+        digest = hashlib.sha256(manifest.canonical_bytes()).digest()
+        txn.put("manifest/signature", self.sign_with_root(digest))
+        txn.delete("manifest/svn")
+
+    def update_recovery(self, manifest: Manifest) -> dict[str, bytes]:
+        """Write the recovery record for the manifest's keys; return each key's secret."""
+        if self._state_dir is None:
+            return {}
+        plan = plan_recovery(manifest, self._state_dir.data_key)
+        self._state_dir.write_recovery_record(plan.record if plan else None)
+        return dict(plan.secrets) if plan else {}
+
+    def stage_data_key_rotation(self, txn: Transaction, manifest: Manifest) -> dict[str, bytes]:
+        """Inside ``txn``: re-seal the state under a new data key split for the manifest's
+        recovery keys (earlier recovery secrets stop working); return the new secrets.
+        :meth:`finish_data_key_rotation` runs after the commit."""
+        if self._state_dir is None:
+            return {}
+        new_key = os.urandom(32)
+        plan = plan_recovery(manifest, new_key)
+        self._state_dir.prepare_rotation(
+            txn, manifest.config.seal_mode, new_key, plan.record if plan else None
+        )
+        return dict(plan.secrets) if plan else {}
+
+    def finish_data_key_rotation(self, manifest: Manifest) -> None:
+        """After the commit of :meth:`stage_data_key_rotation`: put the staged files in place."""
+        if self._state_dir is not None:
+            self._state_dir.finish_rotation(manifest.config.seal_mode)
+
+    def apply_seal_mode(self, manifest: Manifest, *, before_commit: bool = False) -> None:
+        """Seal the data key as the manifest's ``Config.SealMode`` says.
+
+        Before a commit only ``ProductKey``/``UniqueKey`` are applied (opening tries both); the
+        key file is removed for ``Disabled`` only after the commit, so a crash never loses it.
+        """
+        if self._state_dir is None:
+            return
+        mode = manifest.config.seal_mode
+        if before_commit and mode == "Disabled":
+            return
+        self._state_dir.reseal(mode)
 
     # -- marbles -------------------------------------------------------------------------------
     def activate(self, request: ActivationRequest) -> ActivationResult:
         """Verify a marble's evidence against its package and certify its CSR key."""
-        core.require_status(self.status(), Status.ACCEPTING_MARBLES, action="activate a marble")
-        manifest = self._require_manifest()
-        try:
-            uuid = str(uuidlib.UUID(request.uuid))
-        except ValueError:
-            raise ProtocolError(f"{request.uuid!r} is not a UUID") from None
-        policy = core.package_policy(manifest, request.marble_type)
-        csr = load_csr(request.csr_der)
-        public_key = csr.public_key()
-        assert isinstance(public_key, ec.EllipticCurvePublicKey)  # noqa: S101 - load_csr checked
-        now = self._clock()
-        claims = verify(
-            request.evidence,
-            policy,
-            trust_anchors=self._anchors,
-            expected_report_data=marble_report_data(spki_der(public_key)),
-            now=now,
-        )
-        with self._lock, self._store.transaction() as txn:
-            count_key = f"activations/{request.marble_type}"
-            count = int(txn.get(count_key) or b"0")
-            core.admit_activation(manifest, request.marble_type, count)
-            cert = issue_marble_certificate(
-                csr,
-                self._pki.intermediate,
-                marble_uuid=uuid,
-                marble_type=request.marble_type,
-                dns_names=csr_dns_names(csr) or ["localhost"],
-                now=now,
-            )
-            txn.put(count_key, str(count + 1).encode())
-            txn.put(
-                f"marbles/{uuid}",
-                json.dumps({"type": request.marble_type, "activated": now.isoformat()}).encode(),
-            )
-            params, pending = self._render(txn, manifest, request.marble_type, uuid, cert)
-        log.info(
-            "marble activated",
-            extra={"event": "marble.activated", "marble_type": request.marble_type, "uuid": uuid},
-        )
-        return ActivationResult(
-            certificate_pem=cert.public_bytes(serialization.Encoding.PEM),
-            intermediate_pem=self._pki.intermediate.cert_pem,
-            marble_root_pem=self._pki.marble_root.cert_pem,
-            coordinator_root_pem=self._pki.root.cert_pem,
-            parameters=params,
-            pending_secrets=pending,
-            claims=claims,
-        )
+        return _activation.activate(self, request)
 
     def marble_parameters(self, cert_der: bytes) -> RenderedParameters:
         """Parameters of an activated marble authenticated by its marble certificate."""
-        manifest = self._require_manifest()
-        try:
-            cert = x509.load_der_x509_certificate(cert_der)
-        except ValueError:
-            raise VerificationError("the client certificate does not parse") from None
-        verify_issued_by(cert, self._pki.intermediate.cert, self._clock())
-        uuid, marble_type = marble_identity(cert)
-        if self._store.get(f"marbles/{uuid}") is None:
-            raise VerificationError("this marble certificate belongs to no activated marble")
-        with self._store.transaction() as txn:
-            params, pending = self._render(txn, manifest, marble_type, uuid, cert)
-        if params is None:
-            raise StateError(
-                f"waiting for user-defined secrets to be set: {', '.join(pending)}", retryable=True
-            )
-        return params
-
-    def _render(
-        self,
-        txn: Transaction,
-        manifest: Manifest,
-        marble_type: str,
-        uuid: str,
-        cert: x509.Certificate,
-    ) -> tuple[RenderedParameters | None, tuple[str, ...]]:
-        marble = manifest.marbles[marble_type]
-        needed = referenced_secrets(marble)
-        secrets: dict[str, SecretValue] = {}
-        pending: list[str] = []
-        root_secret = _get(txn, "state/root-secret")
-        now = self._clock()
-        for name in sorted(needed):
-            spec = manifest.secrets[name]
-            if spec.user_defined:
-                blob = txn.get(f"secrets/user/{name}")
-                if blob is None:
-                    pending.append(name)
-                    continue
-                secrets[name] = decode_secret(blob)
-            elif spec.shared:
-                secrets[name] = decode_secret(_get(txn, f"secrets/generated/{name}"))
-            elif spec.type == "symmetric-key":
-                secrets[name] = SecretValue(
-                    key=derive_unique_key(
-                        root_secret, uuid=uuid, name=name, marble_type=marble_type, size=spec.size
-                    )
-                )
-            else:
-                secrets[name] = generate_secret(name, spec, issuer=self._pki.intermediate, now=now)
-        if pending:
-            return None, tuple(pending)
-        der = serialization.Encoding.DER
-        context = TemplateContext(
-            secrets=secrets,
-            marblerun={
-                "RootCA": SecretValue(cert_der=self._pki.marble_root.cert_der),
-                "MarbleCert": SecretValue(
-                    cert_der=cert.public_bytes(der),
-                    public_der=spki_der(_ec_public(cert)),
-                ),
-                "CoordinatorRoot": SecretValue(cert_der=self._pki.root.cert_der),
-                "CoordinatorIntermediate": SecretValue(cert_der=self._pki.intermediate.cert_der),
-            },
-        )
-        return render_parameters(marble, context), ()
+        return _activation.marble_parameters(self, cert_der)
 
     # -- secrets -------------------------------------------------------------------------------
     def write_secrets(self, user_cert_der: bytes | None, values: Mapping[str, bytes]) -> str:
         """Store user-defined secrets after checking the user's WriteSecret role."""
         core.require_status(self.status(), Status.ACCEPTING_MARBLES, action="write secrets")
-        manifest = self._require_manifest()
+        manifest = self.require_manifest()
         user = core.authenticate_user(manifest, user_cert_der)
         core.authorize_secret_write(manifest, user, values)
         now = self._clock()
         with self._lock, self._store.transaction() as txn:
             for name, value in values.items():
                 txn.put(f"secrets/user/{name}", encode_secret(SecretValue(key=value)))
-                _log_update(txn, now, "secret-set", name, user=user)
+                self.log_update(txn, now, "secret-set", name, user=user)
         log.info(
             "user-defined secrets set",
             extra={"event": "secrets.set", "user": user, "secrets": sorted(values)},
@@ -396,7 +373,7 @@ class CoordinatorService:
     ) -> dict[str, SecretValue]:
         """Return secrets the user's ReadSecret role allows."""
         core.require_status(self.status(), Status.ACCEPTING_MARBLES, action="read secrets")
-        manifest = self._require_manifest()
+        manifest = self.require_manifest()
         user = core.authenticate_user(manifest, user_cert_der)
         core.authorize_secret_read(manifest, user, names)
         result: dict[str, SecretValue] = {}
@@ -408,35 +385,118 @@ class CoordinatorService:
                 result[name] = decode_secret(blob)
         return result
 
-    def update_log(self) -> list[str]:
-        """The update log as JSON lines."""
-        with self._store.transaction() as txn:
-            return [_get(txn, k).decode() for k in txn.keys("updatelog/")]
+    # -- updates -------------------------------------------------------------------------------
+    def update(self, user_cert_der: bytes | None, raw: bytes) -> UpdateResult:
+        """Apply a security-version update, or submit a full update (``POST /update``)."""
+        return _updates.submit(self, user_cert_der, raw)
 
-    def _require_manifest(self) -> Manifest:
+    def acknowledge_update(self, user_cert_der: bytes | None, raw: bytes) -> UpdateResult:
+        """Acknowledge the pending full update; apply it on the last needed acknowledgement."""
+        return _updates.acknowledge(self, user_cert_der, raw)
+
+    def cancel_update(self, user_cert_der: bytes | None) -> None:
+        """Cancel the pending full update."""
+        _updates.cancel(self, user_cert_der)
+
+    def pending_update(self) -> dict[str, Any] | None:
+        """The pending full update: manifest, fingerprint, acknowledged and missing users."""
+        return _updates.pending(self)
+
+    def log_update(
+        self, txn: Transaction, now: dt.datetime, action: str, subject: str, *, user: str = ""
+    ) -> None:
+        """Append to the hash-chained update log inside ``txn``."""
+        append_entry(
+            txn, now=now, action=action, subject=subject, user=user, sign=self.sign_with_root
+        )
+
+    def update_log(self) -> list[str]:
+        """The update log entries (canonical JSON lines)."""
+        return list(self.signed_update_log().entries)
+
+    def signed_update_log(self) -> UpdateLog:
+        """The entries and the signed head (``GET /api/v2/update``)."""
+        core.require_status(
+            self.status(),
+            Status.ACCEPTING_MANIFEST,
+            Status.ACCEPTING_MARBLES,
+            action="read the update log",
+        )
+        with self._store.transaction() as txn:
+            return read_log(txn.get, txn.keys("updatelog/"))
+
+    # -- recovery ------------------------------------------------------------------------------
+    def recovery_public_key_pem(self) -> bytes:
+        """The ephemeral key recovery secrets may be encrypted to (recovery mode only)."""
+        core.require_status(self.status(), Status.RECOVERY, action="recover")
+        assert self._session is not None  # noqa: S101 - recovery mode always has a session
+        return self._session.public_key_pem()
+
+    def recover(self, secret: bytes, signature: bytes) -> RecoveryProgress:
+        """Take one signed recovery secret; reopen the sealed state when enough have arrived."""
+        with self._lock:
+            core.require_status(self.status(), Status.RECOVERY, action="recover")
+            assert self._session is not None  # noqa: S101 - recovery mode always has a session
+            data_key = self._session.submit(secret, signature)
+            if data_key is None:
+                return RecoveryProgress(remaining=self._session.remaining, recovered=False)
+            if self._state_dir is None:
+                raise StateError("this coordinator keeps no sealed state to recover")
+            try:
+                store = self._state_dir.open_with(data_key)
+            except Error:
+                self._session.reset()
+                raise VerificationError(
+                    "the recovery secrets do not unlock the sealed state; every key holder must "
+                    "upload again"
+                ) from None
+            self._store = store
+            self._recovery = False
+            self._session = None
+            manifest = self.manifest()
+            self._state_dir.reseal(manifest.config.seal_mode if manifest else "ProductKey")
+        log.warning("sealed state recovered", extra={"event": "state.recovered"})
+        self.reload()
+        return RecoveryProgress(remaining=0, recovered=True)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def require_manifest(self) -> Manifest:
+        """The manifest in force; raise a retryable StateError when none is set."""
         manifest = self.manifest()
         if manifest is None:
             raise StateError("no manifest has been set yet", retryable=True)
         return manifest
 
+    @property
+    def store(self) -> Store:
+        """The store in use (tests inspect the whole state through it)."""
+        return self._store
 
-def _ec_public(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
-    key = cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ProtocolError("marble keys must be ECDSA")
-    return key
+    @property
+    def clock(self) -> Callable[[], dt.datetime]:
+        """The service's clock."""
+        return self._clock
 
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock serialising state changes."""
+        return self._lock
 
-def _get(txn: Transaction, key: str) -> bytes:
-    value = txn.get(key)
-    if value is None:
-        raise StateError(f"the coordinator state is incomplete: {key} is missing")
-    return value
+    @property
+    def anchors(self) -> TrustAnchors:
+        """Trust anchors for marble evidence."""
+        return self._anchors
 
+    @property
+    def intermediate(self) -> CertifiedKey:
+        """The current intermediate CA (marble certificates)."""
+        return self._pki.intermediate
 
-def _log_update(
-    txn: Transaction, now: dt.datetime, action: str, subject: str, *, user: str = ""
-) -> None:
-    seq = len(txn.keys("updatelog/"))
-    entry = {"time": now.isoformat(), "action": action, "subject": subject, "user": user}
-    txn.put(f"updatelog/{seq:012d}", json.dumps(entry, sort_keys=True).encode())
+    @property
+    def pki_certs_der(self) -> dict[str, bytes]:
+        """DER of root, intermediate and marble root (template context)."""
+        return {
+            "root": self._pki.root.cert_der,
+            "intermediate": self._pki.intermediate.cert_der,
+            "marble_root": self._pki.marble_root.cert_der,
+        }

@@ -108,6 +108,13 @@ def jsend(handler: Handler) -> Handler:
     return wrapped
 
 
+def only_fields(body: dict[str, Any], *allowed: str) -> None:
+    """Raise a ProtocolError naming the first field of ``body`` that is not ``allowed``."""
+    for key in body:
+        if key not in allowed:
+            raise ProtocolError(f"unknown field {key!r}; the fields here are {', '.join(allowed)}")
+
+
 def b64_field(value: object, what: str) -> bytes:
     """Decode a base64 JSON field or raise a ProtocolError naming it."""
     if not isinstance(value, str):

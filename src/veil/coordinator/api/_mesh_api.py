@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from veil.attestation import TEE_KINDS, Evidence
 from veil.coordinator.api._jsend import b64_field, fail, jsend, peer_certificate, read_json, success
+from veil.coordinator.api._ops import MetricsMiddleware
 from veil.coordinator.service import ActivationRequest, CoordinatorService
 from veil.errors import AuthorizationError, ProtocolError
 from veil.manifest import RenderedParameters
@@ -69,10 +70,12 @@ def mesh_api(service: CoordinatorService) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return fail(404, f"no such endpoint: {request.method} {request.url.path}")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/api/v2/marble/activate", activate, methods=["POST"]),
             Route("/api/v2/marble/parameters", parameters, methods=["GET"]),
         ],
         exception_handlers={404: not_found},
     )
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics, api="mesh")
+    return app

@@ -2,14 +2,18 @@
 
 from veil.coordinator.store._base import Store, Transaction
 from veil.coordinator.store._memory import MemoryStore
-from veil.coordinator.store._sealing import DataKeySealer, open_data_key
+from veil.coordinator.store._sealing import DataKeySealer, open_data_key, seal_data_key
 from veil.coordinator.store._sqlite import SealedSQLiteStore
+from veil.coordinator.store._statedir import ModeSealer, StateDirectory
 
 __all__ = [
     "DataKeySealer",
     "MemoryStore",
+    "ModeSealer",
     "SealedSQLiteStore",
+    "StateDirectory",
     "Store",
     "Transaction",
     "open_data_key",
+    "seal_data_key",
 ]

@@ -26,6 +26,18 @@ class _SQLiteTxn:
     def __init__(self, conn: sqlite3.Connection, aead: AESGCM) -> None:
         self._conn = conn
         self._aead = aead
+        self.rekeyed: AESGCM | None = None
+
+    def rekey(self, new_key: bytes) -> None:
+        """Re-seal every value under ``new_key`` inside this transaction (the store switches
+        to the new key only if the transaction commits)."""
+        new_aead = AESGCM(new_key)
+        for key in self.keys(""):
+            value = self.get(key)
+            if value is not None:
+                _SQLiteTxn(self._conn, new_aead).put(key, value)
+        self._aead = new_aead
+        self.rekeyed = new_aead
 
     def _open(self, key: str, blob: bytes) -> bytes:
         try:
@@ -89,8 +101,9 @@ class SealedSQLiteStore:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot start a transaction: {exc}") from None
+            txn = _SQLiteTxn(self._conn, self._aead)
             try:
-                yield _SQLiteTxn(self._conn, self._aead)
+                yield txn
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -98,6 +111,19 @@ class SealedSQLiteStore:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot commit: {exc}") from None
+            if txn.rekeyed is not None:
+                self._aead = txn.rekeyed
+
+    def row_count(self) -> int:
+        """How many values the store holds (no decryption)."""
+        with self._lock:
+            (count,) = self._conn.execute("SELECT count(*) FROM kv").fetchone()
+            return int(count)
+
+    def rekey(self, new_key: bytes) -> None:
+        """Re-seal every value under ``new_key`` in one transaction (all or nothing)."""
+        with self.transaction() as txn:
+            txn.rekey(new_key)
 
     def close(self) -> None:
         """Close the database."""
