@@ -90,8 +90,57 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-class PeerCertH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, adding the TLS peer certificate to the ASGI scope.
+#: Seconds a connection may take to deliver a complete request head (slow-loris defence).
+HEADER_TIMEOUT = 5.0
+
+
+class HeaderTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections that never complete a request head.
+
+    uvicorn times out idle keep-alive connections but waits forever for a request head that
+    arrives byte by byte; each such connection holds a descriptor until the process runs out.
+    A timer starts when a connection opens or a new request begins and is cancelled once the
+    request head has been parsed.
+    """
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        """Arm the timer when bytes of a new request arrive; uvicorn parses as usual."""
+        if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm_head_timer()
+        super().data_received(data)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._cancel_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Cancel the timer with the connection."""
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(HEADER_TIMEOUT, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            # abort, not close: a TLS close waits for the peer's close_notify, which a slow-loris
+            # client never sends, and would hold the descriptor for the shutdown timeout.
+            self.transport.abort()
+
+
+class PeerCertH11Protocol(HeaderTimeoutH11Protocol):
+    """The header-timeout protocol, adding the TLS peer certificate to the ASGI scope.
 
     The DER certificate appears as ``scope["extensions"]["tls"]["client_cert_der"]`` (absent when
     the client sent none).

@@ -123,7 +123,7 @@ class Walkthrough:
             key = generate_user_key()
             cert = self_signed_user_certificate(key, name, now=now)
             (d / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            (d / f"{name}.key").write_bytes(private_key_pem(key))
+            _write_private(d / f"{name}.key", private_key_pem(key))
             users[name] = ((d / f"{name}.crt").read_bytes(), (d / f"{name}.key").read_bytes())
 
         # 1 -------------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class Walkthrough:
         model = train_digits_model()
         reference = plaintext_accuracy(model)
         model_key = generate_key()
-        (d / "model.key").write_bytes(model_key)
+        _write_private(d / "model.key", model_key)
         version_dir = d / "models" / MODEL / "1"
         version_dir.mkdir(parents=True)
         ciphertext = encrypt_bytes(
@@ -275,6 +275,13 @@ class Walkthrough:
         if keep_running:
             _print_try_it(d, client_addr, rest_addr)
         return result
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write key material readable by its owner only (mode 0600 from the start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def _manifest(owner_pem: bytes, admin_pem: bytes) -> dict[str, Any]:

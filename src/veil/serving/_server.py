@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 import grpc
 import uvicorn
 
+from veil._net import HeaderTimeoutH11Protocol
 from veil.errors import ConfigurationError, NotFoundError, StateError
 from veil.serving._app import rest_app
 from veil.serving._config import ModelConfig, ServingConfig
@@ -178,7 +179,7 @@ class InferenceServer:
             log_config=None,
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=HeaderTimeoutH11Protocol,
             ws="none",
             server_header=False,
             proxy_headers=False,
