@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-quick fmt protos clean test-etcd test-deploy test-tensorflow
+.PHONY: demo test lint bench bench-quick fmt protos clean test-etcd test-deploy test-tensorflow fuzz soak
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,3 +61,14 @@ $(TF_STAMP): pyproject.toml constraints.txt
 # TF Serving's own SavedModels and the tensorflow-serving-api stubs against veil (own venv: TF is big).
 test-tensorflow: $(TF_STAMP)
 	$(VENV_TF)/bin/python -m pytest -q -p no:cacheprovider tests/tensorflow
+
+FUZZ_BUDGET ?= 40
+SOAK_SECONDS ?= 600
+
+# schemathesis against the coordinator's and the server's OpenAPI documents (seconds of budget).
+fuzz: $(STAMP)
+	$(BIN)/python scripts/fuzz.py --budget $(FUZZ_BUDGET)
+
+# coordinator + marble server under steady load; pass = 0 errors and RSS growth < 5 %.
+soak: $(STAMP)
+	$(BIN)/python scripts/soak.py --seconds $(SOAK_SECONDS)

@@ -72,4 +72,11 @@ def rest_app(
     if metrics:
         routes.append(Route(METRICS_PATH, prometheus, methods=["GET"]))
     routes.append(Route("/{path:path}", fallback, methods=_ALL_METHODS))
-    return Starlette(routes=routes)
+
+    async def unmatched(request: Request, exc: Exception) -> Response:
+        # paths the catch-all cannot match (e.g. a decoded newline) still get a JSON error
+        status = 405 if getattr(exc, "status_code", 404) == 405 else 404
+        path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        return error_response(f"Not found: {request.method} {path}", status)
+
+    return Starlette(routes=routes, exception_handlers={404: unmatched, 405: unmatched})

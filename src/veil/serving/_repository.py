@@ -334,6 +334,9 @@ def _scan(config: ModelConfig) -> dict[int, _Version]:
     for child in base.iterdir():
         if not (child.name.isascii() and child.name.isdigit() and child.is_dir()):
             continue
+        if int(child.name) >= 2**63:  # TF Serving versions are int64
+            _log.warning("ignoring version directory %s: beyond int64", child.name)
+            continue
         version = _version(int(child.name), child)
         if version is not None:
             found[version.number] = version

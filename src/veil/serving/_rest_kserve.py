@@ -189,6 +189,8 @@ def _input(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise ProtocolError(f"Input {name} needs a 'shape' list of non-negative integers.")
+    if len(shape) > 64:
+        raise ProtocolError(f"Input {name}: {len(shape)} dimensions; at most 64 are supported.")
     if by_kserve(str(datatype)) != spec.dtype:
         raise ProtocolError(
             f"Input {name} has datatype {datatype} but the model expects {spec.dtype.kserve}."

@@ -33,6 +33,11 @@ _FIELDS: dict[int, tuple[str, type[np.generic]]] = {
 }
 
 
+#: Largest decoded request tensor and rank accepted (TF Serving's practical limits).
+MAX_TENSOR_BYTES = 64 * 1024 * 1024
+MAX_DIMS = 64
+
+
 def array_from_proto(name: str, proto: tensor_pb2.TensorProto) -> Array:
     """Decode a request tensor; ProtocolError if its dtype, shape or values are inconsistent."""
     dtype = by_tf(proto.dtype)
@@ -41,10 +46,22 @@ def array_from_proto(name: str, proto: tensor_pb2.TensorProto) -> Array:
         raise ProtocolError(f"Input {name}: tensor dtype {type_name} is not supported.")
     if proto.tensor_shape.unknown_rank:
         raise ProtocolError(f"Input {name}: tensors must have a known shape.")
+    if len(proto.tensor_shape.dim) > MAX_DIMS:
+        raise ProtocolError(
+            f"Input {name}: {len(proto.tensor_shape.dim)} dimensions; at most {MAX_DIMS} are "
+            "supported."
+        )
     shape = tuple(dim.size for dim in proto.tensor_shape.dim)
     if any(size < 0 for size in shape):
         raise ProtocolError(f"Input {name}: shape {list(shape)} has a negative dimension.")
     count = math.prod(shape)
+    # Refuse before allocating: one broadcast value must not expand into gigabytes.
+    if count * max(dtype.numpy.itemsize, 1) > MAX_TENSOR_BYTES or any(
+        size > MAX_TENSOR_BYTES for size in shape
+    ):
+        raise ProtocolError(
+            f"Input {name}: shape {list(shape)} decodes to more than {MAX_TENSOR_BYTES} bytes."
+        )
     if proto.tensor_content:
         return _from_content(name, proto.tensor_content, dtype, shape, count)
     field, wire_type = _FIELDS[dtype.tf_enum]

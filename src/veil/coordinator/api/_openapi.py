@@ -120,6 +120,16 @@ def openapi_document() -> dict[str, Any]:
             operation["parameters"] = [
                 {"name": "s", "in": "query", "required": True, "schema": {"type": "string"}}
             ]
+        if path == "/api/v2/openapi.json":
+            operation["responses"]["200"] = {
+                "description": "The OpenAPI document itself (not JSend)",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        elif path == "/metrics":
+            operation["responses"]["200"] = {
+                "description": "Prometheus text exposition format 0.0.4 (not JSend)",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",
