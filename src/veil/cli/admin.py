@@ -78,6 +78,30 @@ def coordinator_group() -> None:
     envvar="VEIL_COORDINATOR_READY_FILE",
     type=click.Path(dir_okay=False, path_type=Path),
 )
+@click.option(
+    "--intel-root",
+    envvar="VEIL_COORDINATOR_INTEL_ROOT",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Pinned Intel SGX Root CA (PEM or DER) for SGX/TDX marbles.",
+)
+@click.option(
+    "--dcap-collateral",
+    envvar="VEIL_COORDINATOR_DCAP_COLLATERAL",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="DCAP collateral (QuoteCollateralV3 JSON) for SGX/TDX marbles.",
+)
+@click.option(
+    "--amd-ark",
+    envvar="VEIL_COORDINATOR_AMD_ARK",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Pinned AMD ARK (or ASK+ARK bundle) for SEV-SNP marbles.",
+)
+@click.option(
+    "--snp-vcek",
+    envvar="VEIL_COORDINATOR_SNP_VCEK",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="VCEK/VLEK certificate for SEV-SNP marbles whose evidence does not carry it.",
+)
 @handle_errors
 def coordinator_run(
     client_addr: str,
@@ -89,6 +113,10 @@ def coordinator_run(
     simulated_platform: Path | None,
     dns_names: tuple[str, ...],
     ready_file: Path | None,
+    intel_root: Path | None,
+    dcap_collateral: Path | None,
+    amd_ark: Path | None,
+    snp_vcek: Path | None,
 ) -> None:
     """Run the coordinator (client API and mesh API) until SIGINT/SIGTERM."""
     configure_service_logging()
@@ -102,6 +130,10 @@ def coordinator_run(
         simulated_platform=simulated_platform,
         dns_names=dns_names,
         ready_file=ready_file,
+        intel_root=intel_root,
+        dcap_collateral=dcap_collateral,
+        amd_ark=amd_ark,
+        snp_vcek=snp_vcek,
     )
     asyncio.run(run(settings))
 

@@ -114,6 +114,7 @@ def _activate(svc: CoordinatorService, request: ActivationRequest) -> Activation
         trust_anchors=svc.anchors,
         expected_report_data=marble_report_data(spki_der(public_key)),
         now=now,
+        collateral=svc.collateral,
     )
     with svc.lock, svc.store.transaction() as txn:
         count_key = f"activations/{request.marble_type}"

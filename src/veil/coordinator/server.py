@@ -9,11 +9,13 @@ import logging
 import os
 import signal
 import ssl
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from veil._net import listen, serve_asgi, server_ssl_context, stop_asgi
 from veil.attestation import (
+    Collateral,
     Evidence,
     SimulatedIdentity,
     SimulatedPlatform,
@@ -46,6 +48,48 @@ class CoordinatorSettings:
     ready_file: Path | None = None
     metrics_addr: str | None = None
     startup_manifest: Path | None = None
+    intel_root: Path | None = None
+    dcap_collateral: Path | None = None
+    amd_ark: Path | None = None
+    snp_vcek: Path | None = None
+
+
+def _der_certs(path: Path) -> tuple[bytes, ...]:
+    """DER of every certificate in a PEM or DER file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        data = path.read_bytes()
+        with warnings.catch_warnings():  # AMD VCEKs have non-positive serial numbers
+            warnings.filterwarnings("ignore", message=".*serial number.*", category=UserWarning)
+            certs = (
+                x509.load_pem_x509_certificates(data)
+                if b"-----BEGIN" in data
+                else [x509.load_der_x509_certificate(data)]
+            )
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read certificates from {path}: {exc}") from None
+    return tuple(c.public_bytes(serialization.Encoding.DER) for c in certs)
+
+
+def hardware_trust(
+    settings: CoordinatorSettings, simulated_root_der: bytes | None
+) -> tuple[TrustAnchors, Collateral]:
+    """Trust anchors and fixed collateral for marbles' hardware evidence, from the settings."""
+    intel = _der_certs(settings.intel_root) if settings.intel_root else ()
+    dcap = settings.dcap_collateral.read_bytes() if settings.dcap_collateral else None
+    return (
+        TrustAnchors(
+            simulated_root_der=simulated_root_der,
+            intel_root_der=intel[0] if intel else None,
+            amd_roots_der=_der_certs(settings.amd_ark) if settings.amd_ark else (),
+        ),
+        Collateral(
+            dcap_json=dcap,
+            certs=_der_certs(settings.snp_vcek) if settings.snp_vcek else (),
+        ),
+    )
 
 
 class SimulatedCoordinatorTEE:
@@ -96,10 +140,14 @@ def build_service(settings: CoordinatorSettings) -> CoordinatorService:
     )
     platform = SimulatedPlatform(settings.simulated_platform)
     tee = SimulatedCoordinatorTEE(platform)
-    anchors = TrustAnchors(simulated_root_der=platform.root_der)
+    anchors, collateral = hardware_trust(settings, platform.root_der)
     if settings.seal_dir is None:
         return CoordinatorService(
-            MemoryStore(), tee, trust_anchors=anchors, dns_names=settings.dns_names
+            MemoryStore(),
+            tee,
+            trust_anchors=anchors,
+            dns_names=settings.dns_names,
+            collateral=collateral,
         )
     state_dir = StateDirectory(settings.seal_dir, tee)
     store: Store
@@ -117,6 +165,7 @@ def build_service(settings: CoordinatorSettings) -> CoordinatorService:
         dns_names=settings.dns_names,
         recovery=recovery,
         state_dir=state_dir,
+        collateral=collateral,
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from veil.attestation import Evidence, TEEKind, TrustAnchors, coordinator_report_data
+from veil.attestation import Collateral, Evidence, TEEKind, TrustAnchors, coordinator_report_data
 from veil.coordinator import _activation, _updates, core
 from veil.coordinator._activation import ActivationRequest, ActivationResult
 from veil.coordinator._metrics import EventLog, Metrics
@@ -114,8 +114,10 @@ class CoordinatorService:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         recovery: bool = False,
         state_dir: StateDirectory | None = None,
+        collateral: Collateral | None = None,
     ) -> None:
         self._store = store
+        self._collateral = collateral or Collateral()
         self._tee = tee
         self._anchors = trust_anchors
         self._clock = clock
@@ -486,6 +488,11 @@ class CoordinatorService:
     def anchors(self) -> TrustAnchors:
         """Trust anchors for marble evidence."""
         return self._anchors
+
+    @property
+    def collateral(self) -> Collateral:
+        """Collateral for hardware marble evidence (DCAP collateral, SNP VCEK)."""
+        return self._collateral
 
     @property
     def intermediate(self) -> CertifiedKey:
