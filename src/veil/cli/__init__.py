@@ -37,9 +37,9 @@ def cli(debug: bool) -> None:
     Model owner:       veil model …, veil secret set|get
     Administrator:     veil coordinator run, veil status, veil manifest …, veil user new,
                        veil attest …, veil certificate …, veil recover
-    Inference service: veil serve
+    Inference service: veil serve, veil run
     Client:            veil verify, veil predict
-    Everyone:          veil demo
+    Everyone:          veil demo, veil attest verify (offline evidence)
     """
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
 
