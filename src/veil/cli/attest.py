@@ -46,8 +46,8 @@ def simulated_platform_init(directory: Path) -> None:
     out.print(
         f"simulated platform created in {directory}; root certificate {directory / 'root.pem'}"
     )
+    out.print(f"simulated root SHA-256 fingerprint: {platform.fingerprint()}")
     out.print("[yellow]warning: the simulated TEE protects nothing; use it only for development[/]")
-    del platform
 
 
 @attest_group.command("measure")

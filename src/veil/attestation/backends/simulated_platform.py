@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import hmac
 import json
 import os
 from collections.abc import Sequence
@@ -191,5 +190,5 @@ class SimulatedPlatform:
         )
 
     def fingerprint(self) -> str:
-        """SHA-256 of the root certificate, for display."""
-        return hmac.new(b"", self.root_der, hashlib.sha256).hexdigest()
+        """SHA-256 of the root certificate's DER, for display and pinning."""
+        return hashlib.sha256(self.root_der).hexdigest()
