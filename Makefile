@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-quick fmt protos clean test-etcd test-deploy test-tensorflow fuzz soak
+.PHONY: demo test lint bench bench-quick fmt protos clean test-etcd test-deploy test-tensorflow fuzz soak ha-demo
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +19,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples bench scripts
+	$(BIN)/ruff format --check src tests examples bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests examples bench
-	$(BIN)/ruff check --fix src tests examples bench
+	$(BIN)/ruff format src tests examples bench scripts
+	$(BIN)/ruff check --fix src tests examples bench scripts
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -42,7 +42,7 @@ clean:
 
 test-etcd: $(STAMP)
 	bash scripts/install-etcd.sh
-	VEIL_REQUIRE_ETCD=1 $(BIN)/python -m pytest -q tests/integration/test_etcd_store.py
+	VEIL_REQUIRE_ETCD=1 $(BIN)/python -m pytest -q tests/integration/test_etcd_store.py tests/integration/test_ha.py
 
 test-deploy: $(STAMP)
 	bash scripts/install-deploy-tools.sh
@@ -72,3 +72,9 @@ fuzz: $(STAMP)
 # coordinator + marble server under steady load; pass = 0 errors and RSS growth < 5 %.
 soak: $(STAMP)
 	$(BIN)/python scripts/soak.py --seconds $(SOAK_SECONDS)
+
+# 3 etcd members, 3 coordinators, 2 inference replicas, a client; kills a coordinator and an etcd
+# member mid-traffic and shows that nothing failed.
+ha-demo: $(STAMP)
+	bash scripts/install-etcd.sh
+	$(BIN)/python scripts/ha_demo.py

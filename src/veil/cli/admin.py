@@ -102,6 +102,40 @@ def coordinator_group() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="VCEK/VLEK certificate for SEV-SNP marbles whose evidence does not carry it.",
 )
+@click.option(
+    "--store",
+    envvar="VEIL_COORDINATOR_STORE",
+    type=click.Choice(["sqlite", "etcd"]),
+    default="sqlite",
+    show_default=True,
+    help="sqlite: one instance, state in --data-dir; etcd: replicas share the state (HA).",
+)
+@click.option(
+    "--etcd-endpoints",
+    envvar="VEIL_COORDINATOR_ETCD_ENDPOINTS",
+    default="",
+    help="etcd client URLs, comma-separated (--store etcd).",
+)
+@click.option(
+    "--etcd-prefix",
+    envvar="VEIL_COORDINATOR_ETCD_PREFIX",
+    default="/veil/",
+    show_default=True,
+    help="Key prefix of this deployment in etcd.",
+)
+@click.option(
+    "--key-addr",
+    envvar="VEIL_COORDINATOR_KEY_ADDR",
+    default="127.0.0.1:5433",
+    show_default=True,
+    help="Key API (data key sharing between attested replicas, --store etcd).",
+)
+@click.option(
+    "--peers",
+    envvar="VEIL_COORDINATOR_PEERS",
+    default="",
+    help="Key API addresses of other replicas, comma-separated (besides those registered).",
+)
 @handle_errors
 def coordinator_run(
     client_addr: str,
@@ -117,6 +151,11 @@ def coordinator_run(
     dcap_collateral: Path | None,
     amd_ark: Path | None,
     snp_vcek: Path | None,
+    store: str,
+    etcd_endpoints: str,
+    etcd_prefix: str,
+    key_addr: str,
+    peers: str,
 ) -> None:
     """Run the coordinator (client API and mesh API) until SIGINT/SIGTERM."""
     configure_service_logging()
@@ -134,6 +173,11 @@ def coordinator_run(
         dcap_collateral=dcap_collateral,
         amd_ark=amd_ark,
         snp_vcek=snp_vcek,
+        store=store,
+        etcd_endpoints=tuple(e.strip() for e in etcd_endpoints.split(",") if e.strip()),
+        etcd_prefix=etcd_prefix,
+        key_addr=key_addr,
+        peers=tuple(p.strip() for p in peers.split(",") if p.strip()),
     )
     asyncio.run(run(settings))
 

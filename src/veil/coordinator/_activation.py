@@ -21,7 +21,7 @@ from veil.attestation import Claims, Evidence, marble_report_data, verify
 from veil.coordinator import core
 from veil.coordinator._secrets import decode_secret, derive_unique_key, generate_secret
 from veil.coordinator.core import Status
-from veil.coordinator.store import Transaction
+from veil.coordinator.store import Transaction, run_transaction
 from veil.errors import Error, ProtocolError, StateError, VerificationError
 from veil.manifest import (
     Manifest,
@@ -116,7 +116,12 @@ def _activate(svc: CoordinatorService, request: ActivationRequest) -> Activation
         now=now,
         collateral=svc.collateral,
     )
-    with svc.lock, svc.store.transaction() as txn:
+    svc.refresh()  # another replica may have rotated the intermediate CA
+
+    def block(
+        txn: Transaction,
+    ) -> tuple[x509.Certificate, RenderedParameters | None, tuple[str, ...]]:
+        # Count and certificate in one transaction: re-run if another replica activated between.
         count_key = f"activations/{request.marble_type}"
         count = int(txn.get(count_key) or b"0")
         core.admit_activation(manifest, request.marble_type, count)
@@ -136,6 +141,9 @@ def _activate(svc: CoordinatorService, request: ActivationRequest) -> Activation
         params, pending = render(
             svc, txn, manifest, marble_type=request.marble_type, uuid=uuid, cert=cert
         )
+        return cert, params, pending
+
+    cert, params, pending = run_transaction(svc.store, block)
     log.info(
         "marble activated",
         extra={"event": "marble.activated", "marble_type": request.marble_type, "uuid": uuid},
@@ -155,6 +163,7 @@ def _activate(svc: CoordinatorService, request: ActivationRequest) -> Activation
 
 def marble_parameters(svc: CoordinatorService, cert_der: bytes) -> RenderedParameters:
     """Parameters of an activated marble authenticated by its marble certificate."""
+    svc.refresh()  # its certificate may come from an intermediate another replica rotated to
     manifest = svc.require_manifest()
     try:
         cert = x509.load_der_x509_certificate(cert_der)

@@ -21,7 +21,7 @@ from veil.coordinator import _update_rules as rules
 from veil.coordinator import core
 from veil.coordinator._secrets import encode_secret, generate_secret
 from veil.coordinator.core import Status
-from veil.coordinator.store import Transaction
+from veil.coordinator.store import Transaction, run_transaction
 from veil.errors import ManifestError, NotFoundError, ProtocolError, StateError, StorageError
 from veil.manifest import Manifest
 from veil.pki import CertifiedKey
@@ -52,6 +52,15 @@ def _user(svc: CoordinatorService, cert_der: bytes | None) -> tuple[Manifest, st
     return manifest, core.authenticate_user(manifest, cert_der)
 
 
+def _current(txn: Transaction) -> Manifest:
+    """The manifest in force as this transaction sees it (another replica may have changed it)."""
+    raw = txn.get("manifest/raw")
+    if raw is None:
+        raise StateError("no manifest has been set yet", retryable=True)
+    overrides = json.loads(txn.get("manifest/svn") or b"{}")
+    return rules.apply_security_versions(Manifest.from_json(raw), overrides)
+
+
 def _root(txn: Transaction) -> CertifiedKey:
     cert, key = txn.get("pki/root.cert"), txn.get("pki/root.key")
     if cert is None or key is None:
@@ -80,20 +89,23 @@ def submit(svc: CoordinatorService, cert_der: bytes | None, raw: bytes) -> Updat
     new = svc.parse_manifest(raw)
     rules.check_not_same(manifest, new)
     now = svc.clock()
+
+    def block(txn: Transaction) -> tuple[Manifest, UpdateResult]:
+        current = _current(txn)
+        rules.authorize_update(current, user)
+        if txn.get(_PENDING) is not None:
+            raise StateError("another manifest update is pending; acknowledge or cancel it first")
+        doc = {
+            "manifest": base64.b64encode(raw).decode(),
+            "fingerprint": new.fingerprint(),
+            "acks": [user],
+            "submitted": now.isoformat(),
+        }
+        svc.log_update(txn, now, "update-submitted", new.fingerprint(), user=user)
+        return current, _record_or_apply(svc, txn, current, doc, now)
+
     with svc.lock:
-        with svc.store.transaction() as txn:
-            if txn.get(_PENDING) is not None:
-                raise StateError(
-                    "another manifest update is pending; acknowledge or cancel it first"
-                )
-            doc = {
-                "manifest": base64.b64encode(raw).decode(),
-                "fingerprint": new.fingerprint(),
-                "acks": [user],
-                "submitted": now.isoformat(),
-            }
-            svc.log_update(txn, now, "update-submitted", new.fingerprint(), user=user)
-            result = _record_or_apply(svc, txn, manifest, doc, now)
+        manifest, result = run_transaction(svc.store, block)
         log.info(
             "manifest update submitted",
             extra={"event": "update.submitted", "user": user, "fingerprint": new.fingerprint()},
@@ -106,15 +118,22 @@ def _security_version_update(
 ) -> UpdateResult:
     rules.apply_security_versions(manifest, overrides, user=user)
     now = svc.clock()
+
+    def block(txn: Transaction) -> None:  # one transaction: a crash leaves all or nothing
+        raw = txn.get("manifest/raw")
+        if raw is None:
+            raise StateError("no manifest has been set yet", retryable=True)
+        merged = {**json.loads(txn.get("manifest/svn") or b"{}"), **overrides}
+        rules.apply_security_versions(_current(txn), overrides, user=user)
+        updated = rules.apply_security_versions(Manifest.from_json(raw), merged)
+        txn.put("manifest/svn", json.dumps(merged, sort_keys=True).encode())
+        intermediate = svc.rotate_intermediate(txn, _root(txn), now)
+        _reissue_shared_certificates(txn, updated, intermediate, now)
+        for name, svn in sorted(overrides.items()):
+            svc.log_update(txn, now, "update-security-version", f"{name}={svn}", user=user)
+
     with svc.lock:
-        merged = {**svc.security_versions(), **overrides}
-        updated = rules.apply_security_versions(svc.require_manifest(), merged)
-        with svc.store.transaction() as txn:  # one transaction: a crash leaves all or nothing
-            txn.put("manifest/svn", json.dumps(merged, sort_keys=True).encode())
-            intermediate = svc.rotate_intermediate(txn, _root(txn), now)
-            _reissue_shared_certificates(txn, updated, intermediate, now)
-            for name, svn in sorted(overrides.items()):
-                svc.log_update(txn, now, "update-security-version", f"{name}={svn}", user=user)
+        run_transaction(svc.store, block)
         svc.reload()
     log.info(
         "security versions updated",
@@ -219,28 +238,38 @@ def acknowledge(svc: CoordinatorService, cert_der: bytes | None, raw: bytes) -> 
     rules.authorize_update(manifest, user)
     given = svc.parse_manifest(raw).fingerprint()
     now = svc.clock()
+
+    def block(txn: Transaction) -> tuple[Manifest, UpdateResult]:
+        current = _current(txn)
+        blob = txn.get(_PENDING)
+        if blob is None:
+            raise NotFoundError("no manifest update is pending")
+        doc = json.loads(blob)
+        if doc["fingerprint"] != given:
+            raise ProtocolError(
+                f"the manifest acknowledged ({given}) is not the pending update "
+                f"({doc['fingerprint']})"
+            )
+        if user in doc["acks"]:
+            raise StateError(f"user {user!r} already acknowledged this update")
+        doc["acks"].append(user)
+        svc.log_update(txn, now, "update-acknowledged", given, user=user)
+        return current, _record_or_apply(svc, txn, current, doc, now)
+
+    def cancel_block(txn: Transaction) -> None:
+        blob = txn.get(_PENDING)
+        if blob is not None and json.loads(blob)["fingerprint"] == given:
+            txn.delete(_PENDING)
+            svc.log_update(txn, svc.clock(), "update-cancelled", given)
+
     with svc.lock:
         try:
-            with svc.store.transaction() as txn:
-                blob = txn.get(_PENDING)
-                if blob is None:
-                    raise NotFoundError("no manifest update is pending")
-                doc = json.loads(blob)
-                if doc["fingerprint"] != given:
-                    raise ProtocolError(
-                        f"the manifest acknowledged ({given}) is not the pending update "
-                        f"({doc['fingerprint']})"
-                    )
-                if user in doc["acks"]:
-                    raise StateError(f"user {user!r} already acknowledged this update")
-                doc["acks"].append(user)
-                svc.log_update(txn, now, "update-acknowledged", given, user=user)
-                result = _record_or_apply(svc, txn, manifest, doc, now)
-        except (ManifestError, StorageError):
+            manifest, result = run_transaction(svc.store, block)
+        except (ManifestError, StorageError) as exc:
+            if getattr(exc, "retryable", False):
+                raise  # lost to concurrent writers: nothing was decided
             # The update cannot be applied (MarbleRun: auto-cancel); the transaction rolled back.
-            with svc.store.transaction() as txn:
-                txn.delete(_PENDING)
-                svc.log_update(txn, svc.clock(), "update-cancelled", given)
+            run_transaction(svc.store, cancel_block)
             raise
         return _after(svc, manifest, result)
 
@@ -249,7 +278,8 @@ def cancel(svc: CoordinatorService, cert_der: bytes | None) -> None:
     """``POST /api/v2/update-cancel``: drop the pending update."""
     manifest, user = _user(svc, cert_der)
     rules.authorize_update(manifest, user)
-    with svc.lock, svc.store.transaction() as txn:
+
+    def block(txn: Transaction) -> None:
         blob = txn.get(_PENDING)
         if blob is None:
             raise NotFoundError("no manifest update is pending")
@@ -257,6 +287,8 @@ def cancel(svc: CoordinatorService, cert_der: bytes | None) -> None:
         svc.log_update(
             txn, svc.clock(), "update-cancelled", json.loads(blob)["fingerprint"], user=user
         )
+
+    run_transaction(svc.store, block)
     log.info("manifest update cancelled", extra={"event": "update.cancelled", "user": user})
 
 

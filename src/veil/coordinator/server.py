@@ -27,7 +27,7 @@ from veil.coordinator.api import client_api, mesh_api, ops_app
 from veil.coordinator.core import Status
 from veil.coordinator.service import CoordinatorService
 from veil.coordinator.store import MemoryStore, StateDirectory, Store
-from veil.errors import ConfigurationError, StorageError
+from veil.errors import ConfigurationError, StateError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class CoordinatorSettings:
     """Settings of ``veil coordinator run`` (each has a ``VEIL_COORDINATOR_*`` variable).
 
     ``seal_dir`` is the data directory (``--data-dir``; ``None`` keeps the state in memory).
+    ``store="etcd"`` shares the state with other replicas in etcd (ADR 0008): the data directory
+    then holds only the replica id, and ``key_addr`` serves the data key to attested peers.
     """
 
     client_addr: str = "127.0.0.1:4433"
@@ -52,6 +54,11 @@ class CoordinatorSettings:
     dcap_collateral: Path | None = None
     amd_ark: Path | None = None
     snp_vcek: Path | None = None
+    store: str = "sqlite"
+    etcd_endpoints: tuple[str, ...] = ()
+    etcd_prefix: str = "/veil/"
+    key_addr: str = "127.0.0.1:5433"
+    peers: tuple[str, ...] = ()
 
 
 def _der_certs(path: Path) -> tuple[bytes, ...]:
@@ -141,6 +148,12 @@ def build_service(settings: CoordinatorSettings) -> CoordinatorService:
     platform = SimulatedPlatform(settings.simulated_platform)
     tee = SimulatedCoordinatorTEE(platform)
     anchors, collateral = hardware_trust(settings, platform.root_der)
+    if settings.store == "etcd":
+        from veil.coordinator._replicated import build_replica
+
+        return build_replica(settings, tee, anchors, collateral)
+    if settings.store != "sqlite":
+        raise ConfigurationError(f"unknown store {settings.store!r}: use sqlite or etcd")
     if settings.seal_dir is None:
         return CoordinatorService(
             MemoryStore(),
@@ -195,7 +208,14 @@ def apply_startup_manifest(service: CoordinatorService, path: Path, data_dir: Pa
             extra={"event": "startup_manifest.ignored"},
         )
         return
-    result = service.set_manifest(raw)
+    try:
+        result = service.set_manifest(raw)
+    except StateError:  # another replica set it first (--store etcd)
+        log.warning(
+            "another replica set a manifest first: the startup manifest is ignored",
+            extra={"event": "startup_manifest.ignored"},
+        )
+        return
     if result.recovery_secrets and data_dir is not None:
         out = data_dir / "recovery-secrets.json"
         doc = {k: base64.b64encode(v).decode() for k, v in result.recovery_secrets.items()}
@@ -244,6 +264,14 @@ async def run(settings: CoordinatorSettings) -> None:
         "pid": os.getpid(),
         "status": int(service.status()),
     }
+    replication = None
+    if settings.store == "etcd":
+        from veil.coordinator._replicated import Replication
+        from veil.coordinator.store._replicas import ReplicaState
+
+        assert isinstance(service.sealed_state, ReplicaState)  # noqa: S101 - build_replica made it
+        replication = Replication(service, service.sealed_state)
+        ready["key_port"] = await replication.start(settings.key_addr)
     if settings.metrics_addr is not None:
         metrics_sock = listen(*_split(settings.metrics_addr))
         servers.append(await serve_asgi(ops_app(service), metrics_sock, None))
@@ -259,5 +287,7 @@ async def run(settings: CoordinatorSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("coordinator stopping", extra={"event": "stopping"})
+    if replication is not None:
+        await replication.stop()
     for server in servers:
         await stop_asgi(server)

@@ -2,8 +2,11 @@
 
 This layer reads the clock and the store and calls the TEE; the rules live in
 :mod:`veil.coordinator.core` and :mod:`veil.coordinator._update_rules`. Methods are synchronous
-and thread-safe (a lock plus serialisable store transactions); the API adapters run them in a
-worker thread. Activation lives in ``_activation``, updates in ``_updates``, recovery in
+and thread-safe; every read-modify-write of the state is one serialisable store transaction run
+through :func:`~veil.coordinator.store.run_transaction`, which re-runs it on conflict when several
+replicas share an etcd store (ADR 0008). The thread lock only orders this process's local effects
+(sealed key files, recovery mode) and is never held inside a retried block. The API adapters run
+the methods in a worker thread. Activation lives in ``_activation``, updates in ``_updates``, recovery in
 ``_recovery``.
 """
 
@@ -31,7 +34,7 @@ from veil.coordinator._secrets import decode_secret, encode_secret, generate_sec
 from veil.coordinator._update_rules import apply_security_versions
 from veil.coordinator._updatelog import UpdateLog, append_entry, read_log
 from veil.coordinator.core import Status
-from veil.coordinator.store import StateDirectory, Store, Transaction
+from veil.coordinator.store import SealedState, Store, Transaction, run_transaction
 from veil.errors import Error, ManifestError, ProtocolError, StateError, VerificationError
 from veil.manifest import Manifest, RenderedParameters, SecretValue, check_templates
 from veil.pki import CertifiedKey, create_intermediate, create_root, issue_server_certificate
@@ -113,7 +116,7 @@ class CoordinatorService:
         dns_names: Sequence[str] = ("localhost",),
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         recovery: bool = False,
-        state_dir: StateDirectory | None = None,
+        state_dir: SealedState | None = None,
         collateral: Collateral | None = None,
     ) -> None:
         self._store = store
@@ -134,24 +137,28 @@ class CoordinatorService:
         self.events = EventLog()
         self._pki = self._load_or_create_pki()
         self._manifest_cache: tuple[bytes, Manifest] | None = None
+        self._seen = self._state_token()
 
     # -- PKI -----------------------------------------------------------------------------------
     def _load_or_create_pki(self) -> _PKI:
         now = self._clock()
-        with self._store.transaction() as txn:
-            if txn.get("pki/root.cert") is None:
+
+        def block(txn: Transaction) -> tuple[CertifiedKey, CertifiedKey, CertifiedKey]:
+            if txn.get("pki/root.cert") is None:  # first start; another replica may race us
                 root = create_root(now, dns_names=self._dns_names)
                 txn.put("pki/root.cert", root.cert_pem)
                 txn.put("pki/root.key", root.key_pem())
                 self.rotate_intermediate(txn, root, now)
                 txn.put("state/root-secret", os.urandom(32))
-                log.info("created coordinator root CA", extra={"event": "pki.created"})
             root = CertifiedKey.from_pem(
                 get_required(txn, "pki/root.cert"), get_required(txn, "pki/root.key")
             )
             inter_key = get_required(txn, "pki/intermediate.key")
             inter = CertifiedKey.from_pem(get_required(txn, "pki/intermediate.cert"), inter_key)
             mroot = CertifiedKey.from_pem(get_required(txn, "pki/marbleroot.cert"), inter_key)
+            return root, inter, mroot
+
+        root, inter, mroot = run_transaction(self._store, block)
         mesh = issue_server_certificate(
             inter, common_name="veil Coordinator mesh API", dns_names=self._dns_names, now=now
         )
@@ -166,12 +173,34 @@ class CoordinatorService:
         txn.put("pki/marbleroot.cert", mroot.cert_pem)
         return inter
 
+    def _state_token(self) -> bytes:
+        """What the PKI, the TLS contexts and the manifest cache were loaded from."""
+        if self._recovery:
+            return b""
+        raw, overrides = self._manifest_documents()
+        intermediate = self._store.get("pki/intermediate.cert") or b""
+        return hashlib.sha256(b"\x00".join((intermediate, raw or b"", overrides))).digest()
+
     def reload(self) -> None:
         """Re-read the PKI and manifest after a change, then tell the listeners (TLS reload)."""
+        self._seen = self._state_token()
         self._pki = self._load_or_create_pki()
         self._manifest_cache = None
         for listener in list(self._listeners):
             listener()
+
+    def refresh(self) -> bool:
+        """Reload when another replica changed the manifest or the intermediate CA (polled).
+
+        Compares a hash of the stored intermediate certificate and manifest with the one taken
+        at the last (re)load; returns whether anything changed.
+        """
+        if self._recovery or self._state_token() == self._seen:
+            return False
+        with self._lock:
+            self.reload()
+        log.info("state changed by another replica", extra={"event": "state.refreshed"})
+        return True
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after the manifest, its users or the certificates changed."""
@@ -224,15 +253,22 @@ class CoordinatorService:
         """The manifest in force (with security-version updates applied), if any."""
         if self._recovery:
             return None
-        raw = self._store.get("manifest/raw")
+        raw, overrides = self._manifest_documents()
         if raw is None:
             return None
-        overrides = self._store.get("manifest/svn") or b"{}"
         cache_key = raw + b"\x00" + overrides
         if self._manifest_cache is None or self._manifest_cache[0] != cache_key:
             manifest = apply_security_versions(Manifest.from_json(raw), json.loads(overrides))
             self._manifest_cache = (cache_key, manifest)
         return self._manifest_cache[1]
+
+    def _manifest_documents(self) -> tuple[bytes | None, bytes]:
+        """The stored manifest and security versions, from one snapshot where replicas share
+        the store (so never the document of one state with the versions of another)."""
+        if hasattr(self._store, "transact"):
+            with self._store.transaction() as txn:  # read-only: commits nothing
+                return txn.get("manifest/raw"), txn.get("manifest/svn") or b"{}"
+        return self._store.get("manifest/raw"), self._store.get("manifest/svn") or b"{}"
 
     def security_versions(self) -> dict[str, int]:
         """The security-version updates applied on top of the manifest document."""
@@ -275,20 +311,28 @@ class CoordinatorService:
         """Set the first manifest and generate its secrets (first writer wins; not in recovery)."""
         manifest = self.parse_manifest(raw)
         now = self._clock()
+
+        def block(txn: Transaction) -> dict[str, bytes]:
+            if txn.get("manifest/raw") is not None:  # another replica was first
+                core.require_status(
+                    Status.ACCEPTING_MARBLES, Status.ACCEPTING_MANIFEST, action="set a manifest"
+                )
+            for name, spec in manifest.secrets.items():
+                if spec.user_defined or not spec.shared:
+                    continue
+                value = generate_secret(name, spec, issuer=self._pki.intermediate, now=now)
+                txn.put(f"secrets/generated/{name}", encode_secret(value))
+            self.store_manifest(txn, manifest, raw)
+            self.log_update(txn, now, "set-manifest", manifest.fingerprint())
+            # Before the commit: a manifest in force always has its recovery record and
+            # seal mode, whatever moment the process dies at.
+            secrets = self.update_recovery(manifest, txn)
+            self.apply_seal_mode(manifest, before_commit=True)
+            return secrets
+
         with self._lock:
             core.require_status(self.status(), Status.ACCEPTING_MANIFEST, action="set a manifest")
-            with self._store.transaction() as txn:
-                for name, spec in manifest.secrets.items():
-                    if spec.user_defined or not spec.shared:
-                        continue
-                    value = generate_secret(name, spec, issuer=self._pki.intermediate, now=now)
-                    txn.put(f"secrets/generated/{name}", encode_secret(value))
-                self.store_manifest(txn, manifest, raw)
-                self.log_update(txn, now, "set-manifest", manifest.fingerprint())
-                # Before the commit: a manifest in force always has its recovery record and
-                # seal mode, whatever moment the process dies at.
-                secrets = self.update_recovery(manifest)
-                self.apply_seal_mode(manifest, before_commit=True)
+            secrets = run_transaction(self._store, block)
             self.apply_seal_mode(manifest)
         log.info(
             "manifest set",
@@ -304,12 +348,13 @@ class CoordinatorService:
         txn.put("manifest/signature", self.sign_with_root(digest))
         txn.delete("manifest/svn")
 
-    def update_recovery(self, manifest: Manifest) -> dict[str, bytes]:
-        """Write the recovery record for the manifest's keys; return each key's secret."""
+    def update_recovery(self, manifest: Manifest, txn: Transaction) -> dict[str, bytes]:
+        """Write the recovery record for the manifest's keys (with ``txn`` where the record
+        lives in the store); return each key's secret."""
         if self._state_dir is None:
             return {}
         plan = plan_recovery(manifest, self._state_dir.data_key)
-        self._state_dir.write_recovery_record(plan.record if plan else None)
+        self._state_dir.write_recovery_record(plan.record if plan else None, txn)
         return dict(plan.secrets) if plan else {}
 
     def stage_data_key_rotation(self, txn: Transaction, manifest: Manifest) -> dict[str, bytes]:
@@ -360,10 +405,13 @@ class CoordinatorService:
         user = core.authenticate_user(manifest, user_cert_der)
         core.authorize_secret_write(manifest, user, values)
         now = self._clock()
-        with self._lock, self._store.transaction() as txn:
+
+        def block(txn: Transaction) -> None:
             for name, value in values.items():
                 txn.put(f"secrets/user/{name}", encode_secret(SecretValue(key=value)))
                 self.log_update(txn, now, "secret-set", name, user=user)
+
+        run_transaction(self._store, block)
         log.info(
             "user-defined secrets set",
             extra={"event": "secrets.set", "user": user, "secrets": sorted(values)},
@@ -483,6 +531,16 @@ class CoordinatorService:
     def lock(self) -> threading.RLock:
         """The lock serialising state changes."""
         return self._lock
+
+    @property
+    def tee(self) -> CoordinatorTEE:
+        """The TEE this coordinator runs in."""
+        return self._tee
+
+    @property
+    def sealed_state(self) -> SealedState | None:
+        """Where the data key is kept (data directory, or per-replica copies in etcd)."""
+        return self._state_dir
 
     @property
     def anchors(self) -> TrustAnchors:

@@ -79,6 +79,8 @@ def verify_simulated(raw: bytes, *, trust_anchor_der: bytes, now: dt.datetime) -
         raise _fail("parse", "evidence is not a JSON document") from None
     if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
         raise _fail("parse", f"evidence is not in the {FORMAT} format")
+    if json.dumps(envelope).encode() != raw:
+        raise _fail("parse", "evidence is not in its canonical encoding (modified envelope)")
     body = _b64(envelope.get("body"), "parse", "body")
     signature = _b64(envelope.get("signature"), "parse", "signature")
     certs = envelope.get("certificates")

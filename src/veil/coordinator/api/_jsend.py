@@ -18,9 +18,11 @@ from veil.errors import (
     EnvironmentFailure,
     Error,
     ManifestError,
+    NetworkError,
     NotFoundError,
     ProtocolError,
     StateError,
+    StorageError,
     VerificationError,
 )
 
@@ -56,6 +58,17 @@ def error_response(exc: Exception) -> JSONResponse:
         return fail(403, exc.message)
     if isinstance(exc, ManifestError | ProtocolError | ConfigurationError):
         return fail(400, exc.message)
+    if isinstance(exc, NetworkError) or (
+        isinstance(exc, StorageError) and getattr(exc, "retryable", False)
+    ):
+        # The shared store was unreachable or the transaction kept losing to other replicas
+        # (ADR 0008): nothing was decided, the caller may retry here or at another replica.
+        log.warning("request failed, retryable: %s", exc.message)
+        resp = JSONResponse(
+            {"status": "error", "data": None, "message": exc.message}, status_code=503
+        )
+        resp.headers["Retry-After"] = "1"
+        return resp
     if isinstance(exc, EnvironmentFailure | Error):
         log.error("request failed: %s", exc.message)
         return JSONResponse(

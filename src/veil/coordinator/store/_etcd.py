@@ -196,6 +196,7 @@ class _EtcdTxn:
         self._listed: set[str] = set()
         self._deletions_seen: int | None = None
         self._writes: dict[str, bytes | None] = {}
+        self._meta_writes: dict[str, bytes] = {}
 
     def _range(self, key: bytes, **extra: Any) -> dict[str, Any]:
         body: dict[str, Any] = {"key": _b64(key), **extra}
@@ -234,6 +235,10 @@ class _EtcdTxn:
         """Buffer a deletion."""
         self._writes[key] = None
 
+    def put_meta(self, name: str, value: bytes) -> None:
+        """Buffer a plaintext metadata write that commits with the transaction."""
+        self._meta_writes[name] = bytes(value)
+
     def keys(self, prefix: str) -> list[str]:
         """Keys starting with ``prefix`` at the snapshot, with this transaction's own writes."""
         store = self._store
@@ -252,7 +257,7 @@ class _EtcdTxn:
 
     def commit(self) -> None:
         """Apply the writes if nothing read has changed; :class:`TransactionConflict` if it has."""
-        if not self._writes:
+        if not self._writes and not self._meta_writes:
             return  # read-only: the snapshot was already a consistent, committed state
         store = self._store
         compares: list[dict[str, Any]] = []
@@ -295,6 +300,7 @@ class _EtcdTxn:
                 puts.append((store._data_key(key), store._seal(key, value)))
         if deletes:
             puts.append((store._deletions_key, os.urandom(16)))
+        puts += [(store._meta(name), value) for name, value in self._meta_writes.items()]
         if max(len(compares), len(puts) + len(deletes)) > _MAX_TXN_OPS:
             raise StorageError(
                 f"a transaction with {len(compares)} reads and {len(puts) + len(deletes)} writes "
@@ -326,7 +332,7 @@ class EtcdStore:
     def __init__(
         self,
         endpoints: Sequence[str],
-        data_key: bytes,
+        data_key: bytes | None,
         *,
         prefix: str = DEFAULT_PREFIX,
         ca_file: Path | None = None,
@@ -345,10 +351,11 @@ class EtcdStore:
                 )
         if not prefix.endswith("/"):
             raise ConfigurationError(f"the etcd key prefix {prefix!r} must end with '/'")
-        if len(data_key) != 32:
-            raise ConfigurationError("the data key must be 32 bytes")
-        self._aead = AESGCM(data_key)
+        self._aead: AESGCM | None = None
+        if data_key is not None:
+            self.unlock(data_key)
         self._kv_prefix = f"{prefix}kv/".encode()
+        self._meta_prefix = f"{prefix}meta/".encode()
         self._deletions_key = f"{prefix}meta/deletions".encode()
         self._max_attempts = max_attempts
         uses_tls = any(e.startswith("https://") for e in endpoints)
@@ -363,16 +370,33 @@ class EtcdStore:
         )
 
     # -- sealing (format of SealedSQLiteStore) -------------------------------------------------
+    def unlock(self, data_key: bytes) -> None:
+        """Start sealing and unsealing values with ``data_key`` (a store made without one holds
+        only plaintext metadata until then: HA replicas that are still looking for the key)."""
+        if len(data_key) != 32:
+            raise ConfigurationError("the data key must be 32 bytes")
+        self._aead = AESGCM(data_key)
+
+    @property
+    def unlocked(self) -> bool:
+        """Whether the store has its data key."""
+        return self._aead is not None
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            raise StorageError("the etcd store has no data key yet: the state is sealed")
+        return self._aead
+
     def _data_key(self, key: str) -> bytes:
         return self._kv_prefix + key.encode()
 
     def _seal(self, key: str, value: bytes) -> bytes:
         nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, value, key.encode())
+        return nonce + self._cipher().encrypt(nonce, value, key.encode())
 
     def _open(self, key: str, blob: bytes) -> bytes:
         try:
-            return self._aead.decrypt(blob[:12], blob[12:], key.encode())
+            return self._cipher().decrypt(blob[:12], blob[12:], key.encode())
         except InvalidTag:
             raise StorageError(
                 f"sealed value {key!r} failed authentication: the store was modified"
@@ -386,6 +410,66 @@ class EtcdStore:
         )
         kvs = answer.get("kvs", [])
         return self._open(key, _unb64(kvs[0].get("value", ""))) if kvs else None
+
+    # -- plaintext metadata (never secret: sealed key copies, recovery record, replicas) -------
+    def _meta(self, name: str) -> bytes:
+        return self._meta_prefix + name.encode()
+
+    def get_meta(self, name: str) -> bytes | None:
+        """The plaintext metadata value ``name`` (a linearizable read)."""
+        answer = self._gateway.call(
+            "/v3/kv/range", {"key": _b64(self._meta(name))}, idempotent=True
+        )
+        kvs = answer.get("kvs", [])
+        return _unb64(kvs[0].get("value", "")) if kvs else None
+
+    def list_meta(self, prefix: str) -> dict[str, bytes]:
+        """Every plaintext metadata value whose name starts with ``prefix``."""
+        first = self._meta(prefix)
+        body = {"key": _b64(first), "range_end": _b64(_range_end(first))}
+        kvs = self._gateway.call("/v3/kv/range", body, idempotent=True).get("kvs", [])
+        skip = len(self._meta_prefix)
+        return {_unb64(kv["key"])[skip:].decode(): _unb64(kv.get("value", "")) for kv in kvs}
+
+    def put_meta(self, name: str, value: bytes, *, only_if_absent: bool = False) -> bool:
+        """Write plaintext metadata; with ``only_if_absent`` return False when it exists."""
+        key = _b64(self._meta(name))
+        compares = (
+            [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}]
+            if only_if_absent
+            else []
+        )
+        body = {
+            "compare": compares,
+            "success": [{"request_put": {"key": key, "value": _b64(value)}}],
+        }
+        try:
+            answer = self._gateway.call("/v3/kv/txn", body, idempotent=not compares)
+        except _OutcomeUnknownError:
+            return self.get_meta(name) == value
+        return bool(answer.get("succeeded", False))
+
+    def opens(self, data_key: bytes, probe: str) -> bool:
+        """Whether ``data_key`` authenticates the sealed value ``probe`` (True when absent)."""
+        answer = self._gateway.call(
+            "/v3/kv/range", {"key": _b64(self._data_key(probe))}, idempotent=True
+        )
+        kvs = answer.get("kvs", [])
+        if not kvs:
+            return True
+        blob = _unb64(kvs[0].get("value", ""))
+        try:
+            AESGCM(data_key).decrypt(blob[:12], blob[12:], probe.encode())
+        except (InvalidTag, ValueError):
+            return False
+        return True
+
+    def has_state(self) -> bool:
+        """Whether any sealed value exists (a coordinator has created the state)."""
+        first = self._kv_prefix
+        body = {"key": _b64(first), "range_end": _b64(_range_end(first)), "count_only": True}
+        answer = self._gateway.call("/v3/kv/range", body, idempotent=True)
+        return int(answer.get("count", 0)) > 0
 
     @contextmanager
     def transaction(self) -> Iterator[_EtcdTxn]:

@@ -170,8 +170,8 @@ class StateDirectory:
             return
         seal_data_key(self.key_file, _Bound(self._tee, mode), self.data_key)
 
-    def write_recovery_record(self, record: dict[str, Any] | None) -> None:
-        """Replace ``recovery.json`` atomically (``None`` removes it)."""
+    def write_recovery_record(self, record: dict[str, Any] | None, txn: object = None) -> None:
+        """Replace ``recovery.json`` atomically (``None`` removes it; ``txn`` is not needed)."""
         path = self.path / "recovery.json"
         if record is None:
             path.unlink(missing_ok=True)
