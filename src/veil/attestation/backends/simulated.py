@@ -68,9 +68,8 @@ def _uint(doc: dict[str, object], key: str) -> int:
     return value
 
 
-def verify_simulated(raw: bytes, *, trust_anchor_der: bytes, now: dt.datetime) -> Claims:
-    """Verify simulated evidence against the pinned simulated root; return its claims or raise."""
-    # 1. Parse the envelope, with a size limit before any work.
+def _parse_envelope(raw: bytes) -> tuple[bytes, bytes, str]:
+    """Step 1: (body, signature, attestation key certificate PEM) of a canonical envelope."""
     if len(raw) > MAX_EVIDENCE_SIZE:
         raise _fail("parse", f"evidence is larger than {MAX_EVIDENCE_SIZE} bytes")
     try:
@@ -86,10 +85,17 @@ def verify_simulated(raw: bytes, *, trust_anchor_der: bytes, now: dt.datetime) -
     certs = envelope.get("certificates")
     if not isinstance(certs, list) or len(certs) != 1 or not isinstance(certs[0], str):
         raise _fail("parse", "exactly one attestation key certificate is required")
+    return body, signature, certs[0]
+
+
+def verify_simulated(raw: bytes, *, trust_anchor_der: bytes, now: dt.datetime) -> Claims:
+    """Verify simulated evidence against the pinned simulated root; return its claims or raise."""
+    # 1. Parse the envelope, with a size limit before any work.
+    body, signature, ak_pem = _parse_envelope(raw)
     # 2. Chain: the attestation key certificate must be signed by the pinned simulated root and
     #    be valid now.
     try:
-        ak_cert = x509.load_pem_x509_certificate(certs[0].encode("ascii"))
+        ak_cert = x509.load_pem_x509_certificate(ak_pem.encode("ascii"))
         root = x509.load_der_x509_certificate(trust_anchor_der)
     except ValueError:
         raise _fail("chain", "a certificate does not parse") from None
