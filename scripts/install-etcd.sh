@@ -5,7 +5,7 @@
 set -euo pipefail
 
 if command -v etcd >/dev/null 2>&1; then
-    etcd --version | head -n 1
+    etcd --version | sed -n 1p
     exit 0
 fi
 
@@ -44,4 +44,4 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
 fi
 
-etcd --version | head -n 1
+etcd --version | sed -n 1p
