@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-quick fmt protos clean test-etcd test-deploy test-tensorflow fuzz soak ha-demo
+.PHONY: demo test lint bench bench-quick fmt protos clean test-etcd test-deploy test-tensorflow fuzz soak ha-demo bench-render
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
+
+# redraw BENCHMARKS.md and the plots from bench/results/latest.json without measuring
+bench-render: $(STAMP)
+	$(BIN)/python bench/run.py --render
 
 protos: $(STAMP)
 	bash scripts/gen-protos.sh
