@@ -91,7 +91,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 #: Seconds a connection may take to deliver a complete request head (slow-loris defence).
-HEADER_TIMEOUT = 5.0
+HEADER_TIMEOUT = 10.0
 
 
 class HeaderTimeoutH11Protocol(H11Protocol):
