@@ -22,6 +22,7 @@ from veil.errors import (
     StateError,
     VerificationError,
 )
+from veil.runtime import MarbleSettings
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -111,3 +112,95 @@ def with_user_cert(func: F) -> F:
     for option in reversed(user_cert_options):
         func = option(func)
     return func
+
+
+def marble_options(*, required: bool) -> Callable[[F], F]:
+    """The options every marble command shares (coordinator, type, trust, TEE, identity).
+
+    ``required`` makes ``--coordinator``, ``--marble-type`` and ``--tee`` mandatory (``veil run``);
+    ``veil serve`` also runs without a coordinator.
+    """
+    options = [
+        click.option(
+            "--coordinator",
+            envvar="VEIL_MARBLE_COORDINATOR_ADDR",
+            required=required,
+            help="Coordinator mesh address HOST:PORT; activate as a marble.",
+        ),
+        click.option("--marble-type", envvar="VEIL_MARBLE_TYPE", required=required),
+        click.option(
+            "--coordinator-cert",
+            envvar="VEIL_MARBLE_COORDINATOR_CERT",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Coordinator root; without it the coordinator is NOT authenticated.",
+        ),
+        click.option(
+            "--uuid-file",
+            envvar="VEIL_MARBLE_UUID_FILE",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=Path("uuid"),
+            show_default=True,
+        ),
+        click.option(
+            "--tee",
+            envvar="VEIL_TEE",
+            type=click.Choice(["simulated", "gramine", "tdx", "sev-snp"]),
+            required=required,
+            default=None,
+            help="TEE this marble runs in (explicit; no fallback).",
+        ),
+        click.option(
+            "--device-root",
+            envvar="VEIL_TEE_DEVICE_ROOT",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Gramine /dev/attestation or configfs-tsm report directory "
+            "(default: the system path).",
+        ),
+        click.option(
+            "--simulated-platform",
+            envvar="VEIL_SIMULATED_PLATFORM",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+        ),
+        click.option(
+            "--measure-extra-file",
+            "measured_files",
+            multiple=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Extra files measured into the simulated UniqueID.",
+        ),
+    ]
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def marble_settings(
+    *,
+    coordinator: str,
+    marble_type: str,
+    coordinator_cert: Path | None,
+    uuid_file: Path,
+    tee: str,
+    device_root: Path | None,
+    simulated_platform: Path | None,
+    measured_files: tuple[Path, ...],
+    entry_point: str,
+) -> MarbleSettings:
+    """MarbleSettings from the options of :func:`marble_options`."""
+    return MarbleSettings(
+        coordinator_addr=coordinator,
+        marble_type=marble_type,
+        uuid_file=uuid_file,
+        coordinator_root_pem=read_file(coordinator_cert, "coordinator certificate")
+        if coordinator_cert
+        else None,
+        simulated_platform=simulated_platform,
+        entry_point=entry_point,
+        measured_files=measured_files,
+        tee=tee,
+        device_root=device_root,
+    )

@@ -7,46 +7,14 @@ from pathlib import Path
 import click
 
 from veil._logging import configure_service_logging
-from veil.cli._common import handle_errors, read_file
-from veil.runtime import MarbleSettings, exec_launch, launch
+from veil.cli._common import handle_errors, marble_options, marble_settings
+from veil.runtime import exec_launch, launch
 
 
 @click.command(
     "run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )
-@click.option("--coordinator", envvar="VEIL_MARBLE_COORDINATOR_ADDR", required=True)
-@click.option("--marble-type", envvar="VEIL_MARBLE_TYPE", required=True)
-@click.option(
-    "--coordinator-cert",
-    envvar="VEIL_MARBLE_COORDINATOR_CERT",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Coordinator root; without it the coordinator is NOT authenticated.",
-)
-@click.option(
-    "--uuid-file",
-    envvar="VEIL_MARBLE_UUID_FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("uuid"),
-    show_default=True,
-)
-@click.option(
-    "--tee",
-    envvar="VEIL_TEE",
-    type=click.Choice(["simulated", "gramine", "tdx", "sev-snp"]),
-    required=True,
-)
-@click.option(
-    "--simulated-platform",
-    envvar="VEIL_SIMULATED_PLATFORM",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-)
-@click.option(
-    "--measure-extra-file",
-    "measured_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Extra files measured into the simulated UniqueID (e.g. the program).",
-)
+@marble_options(required=True)
 @click.option(
     "--files-dir-parent",
     envvar="VEIL_MARBLE_FILES_PARENT",
@@ -61,6 +29,7 @@ def run(
     coordinator_cert: Path | None,
     uuid_file: Path,
     tee: str,
+    device_root: Path | None,
     simulated_platform: Path | None,
     measured_files: tuple[Path, ...],
     files_dir_parent: Path | None,
@@ -68,17 +37,16 @@ def run(
 ) -> None:
     """Activate as a marble, place the manifest's Files/Env/Argv, then exec COMMAND."""
     configure_service_logging()
-    settings = MarbleSettings(
-        coordinator_addr=coordinator,
+    settings = marble_settings(
+        coordinator=coordinator,
         marble_type=marble_type,
+        coordinator_cert=coordinator_cert,
         uuid_file=uuid_file,
-        coordinator_root_pem=read_file(coordinator_cert, "coordinator certificate")
-        if coordinator_cert
-        else None,
-        simulated_platform=simulated_platform,
-        entry_point="run",
-        measured_files=measured_files,
         tee=tee,
+        device_root=device_root,
+        simulated_platform=simulated_platform,
+        measured_files=measured_files,
+        entry_point="run",
     )
     exec_launch(launch(settings, command, files_parent=files_dir_parent))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from veil._logging import configure_service_logging
-from veil.cli._common import handle_errors, read_file
-from veil.runtime import MarbleSettings, run_marble_server, run_plain_server
+from veil.cli._common import handle_errors, marble_options, marble_settings, read_file
+from veil.runtime import run_marble_server, run_plain_server
 from veil.serving import (
     BatchingConfig,
     ModelConfig,
@@ -124,50 +124,7 @@ from veil.serving import (
     show_default=True,
 )
 @click.option("--host", envvar="VEIL_HOST", default="127.0.0.1", show_default=True)
-@click.option(
-    "--coordinator",
-    envvar="VEIL_MARBLE_COORDINATOR_ADDR",
-    help="Coordinator mesh address; activate as a marble.",
-)
-@click.option("--marble-type", envvar="VEIL_MARBLE_TYPE")
-@click.option(
-    "--coordinator-cert",
-    envvar="VEIL_MARBLE_COORDINATOR_CERT",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Coordinator root; without it the coordinator is NOT authenticated.",
-)
-@click.option(
-    "--uuid-file",
-    envvar="VEIL_MARBLE_UUID_FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("uuid"),
-    show_default=True,
-)
-@click.option(
-    "--tee",
-    envvar="VEIL_TEE",
-    type=click.Choice(["simulated", "gramine", "tdx", "sev-snp"]),
-    default=None,
-    help="TEE this marble runs in (explicit; no fallback).",
-)
-@click.option(
-    "--device-root",
-    envvar="VEIL_TEE_DEVICE_ROOT",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Gramine /dev/attestation or configfs-tsm report directory (default: the system path).",
-)
-@click.option(
-    "--simulated-platform",
-    envvar="VEIL_SIMULATED_PLATFORM",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-)
-@click.option(
-    "--measure-extra-file",
-    "measured_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Extra files measured into the simulated UniqueID.",
-)
+@marble_options(required=False)
 @click.option(
     "--require-client-cert", is_flag=True, help="Require marble client certificates (mTLS)."
 )
@@ -245,17 +202,16 @@ def serve(
         return
     if marble_type is None or tee is None:
         raise click.UsageError("--coordinator needs --marble-type and --tee")
-    marble = MarbleSettings(
-        coordinator_addr=coordinator,
+    marble = marble_settings(
+        coordinator=coordinator,
         marble_type=marble_type,
+        coordinator_cert=coordinator_cert,
         uuid_file=uuid_file,
-        coordinator_root_pem=read_file(coordinator_cert, "coordinator certificate")
-        if coordinator_cert
-        else None,
-        simulated_platform=simulated_platform,
-        measured_files=measured_files,
         tee=tee,
         device_root=device_root,
+        simulated_platform=simulated_platform,
+        measured_files=measured_files,
+        entry_point="serve",
     )
     asyncio.run(
         run_marble_server(
